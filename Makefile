@@ -1,0 +1,35 @@
+# clock_distill: every target is idempotent; `make setup` is the only one that installs.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export DETECTRON2_DATASETS ?= datasets
+SYNTH  := $(DETECTRON2_DATASETS)/kitti_synthetic
+# Pytest's own options; override e.g. `make test PYTEST_ARGS="-k kitti -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean
+
+# The pip step re-runs only when requirements.txt changes (stamp); the detectron2 step and
+# the editable install check themselves and take seconds when nothing changed.
+setup: $(VENV)/.requirements.stamp
+	$(PY) tools/install_detectron2.py --python $(PY)
+	@$(PY) -c "import clock_distill" 2>/dev/null || $(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@$(PY) -c "import clock_distill, detectron2, torch; print('clock_distill ready: torch', torch.__version__, '| detectron2', detectron2.__version__, '| python', __import__('sys').version.split()[0])"
+
+$(VENV)/.requirements.stamp: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+demo: setup
+	$(PY) tools/make_synthetic_kitti.py --out $(SYNTH) --if-missing
+	$(PY) tools/dataset_stats.py --root $(SYNTH) --splits train val
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) tools/benchmark.py
+
+clean:
+	rm -rf $(VENV) .cache output

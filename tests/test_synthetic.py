@@ -1,0 +1,80 @@
+"""The synthetic KITTI generator: layout, determinism and coverage."""
+
+import filecmp
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from clock_distill.data.kitti import DIFFICULTIES, kitti_difficulty, load_kitti_instances, read_kitti_label_file
+from clock_distill.data.synthetic import DEFAULT_HEIGHT, DEFAULT_WIDTH, generate_synthetic_kitti
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_layout_and_label_format(synthetic_kitti):
+    root = synthetic_kitti
+    ids = sorted(p.stem for p in (root / "training/image_2").glob("*.png"))
+    assert ids == [f"{i:06d}" for i in range(30)]
+    train = (root / "ImageSets/train.txt").read_text().split()
+    val = (root / "ImageSets/val.txt").read_text().split()
+    assert len(val) == 6 and set(train) | set(val) == set(ids) and not set(train) & set(val)
+    for i in ids:
+        with Image.open(root / f"training/image_2/{i}.png") as im:
+            assert im.size == (320, 96) and im.mode == "RGB"
+        for line in (root / f"training/label_2/{i}.txt").read_text().splitlines():
+            assert len(line.split()) == 15
+        for obj in read_kitti_label_file(root / f"training/label_2/{i}.txt"):
+            x1, y1, x2, y2 = obj["bbox"]
+            assert 0 <= x1 < x2 <= 319 and 0 <= y1 < y2 <= 95
+            if obj["type"] != "DontCare":
+                assert 0 <= obj["truncated"] <= 1 and obj["occluded"] in (0, 1, 2, 3)
+                assert -np.pi <= obj["alpha"] <= np.pi and obj["location"][2] > 0
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate_synthetic_kitti(a, num_images=4, seed=7, width=160, height=48)
+    generate_synthetic_kitti(b, num_images=6, seed=7, width=160, height=48)
+    generate_synthetic_kitti(c, num_images=4, seed=8, width=160, height=48)
+    for i in range(4):
+        for sub in ("image_2", "label_2"):
+            ext = "png" if sub == "image_2" else "txt"
+            f = f"training/{sub}/{i:06d}.{ext}"
+            assert filecmp.cmp(a / f, b / f, shallow=False), f  # image i depends on (seed, i) only
+    assert any(
+        (a / f"training/label_2/{i:06d}.txt").read_text() != (c / f"training/label_2/{i:06d}.txt").read_text()
+        for i in range(4)
+    )
+
+
+def test_default_size_is_kitti_like():
+    assert abs(DEFAULT_WIDTH / DEFAULT_HEIGHT - 1242 / 375) < 0.05
+    assert DEFAULT_WIDTH % 32 == 0 and DEFAULT_HEIGHT % 32 == 0
+
+
+def test_covers_every_class_and_difficulty(tmp_path):
+    generate_synthetic_kitti(tmp_path, num_images=60, seed=0)
+    records = load_kitti_instances(tmp_path, "train") + load_kitti_instances(tmp_path, "val")
+    objs = [o for r in records for o in r["kitti_objects"]]
+    types = Counter(o["type"] for o in objs)
+    for t in ("Car", "Pedestrian", "Cyclist", "Van", "DontCare"):
+        assert types[t] > 0, types
+    for cls in ("Car", "Pedestrian", "Cyclist"):
+        levels = Counter(kitti_difficulty(o) for o in objs if o["type"] == cls)
+        for level in (*DIFFICULTIES, None):  # None: too small, occluded or truncated for any
+            assert levels[level] > 0, (cls, levels)
+    assert any(o["occluded"] >= 1 for o in objs) and any(o["truncated"] > 0 for o in objs)
+    assert any(not r["annotations"] for r in records)  # some images have no objects
+
+
+def test_cli_if_missing(tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools/make_synthetic_kitti.py"), "--out", str(tmp_path), "--num-images", "3",
+           "--width", "160", "--height", "48", "--if-missing"]
+    first = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    assert "wrote 3" in first
+    second = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    assert "already at" in second
