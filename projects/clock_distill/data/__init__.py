@@ -1,4 +1,8 @@
-"""Datasets and mapping. Nothing here registers a dataset at import time."""
+"""Datasets and mapping. Nothing here registers a dataset at import time.
+
+The mapper (torch, detectron2 transforms) is imported lazily, so that label parsing and the
+KITTI metric's command-line tool need neither.
+"""
 
 from .kitti import (
     KITTI_CLASSES,
@@ -8,7 +12,8 @@ from .kitti import (
     register_kitti,
     register_kitti_splits,
 )
-from .mapper import DetrDatasetMapper, detr_test_augmentation, detr_train_augmentation
+
+_MAPPER_NAMES = ("DetrDatasetMapper", "detr_train_augmentation", "detr_test_augmentation")
 
 __all__ = [
     "KITTI_CLASSES",
@@ -17,7 +22,13 @@ __all__ = [
     "read_kitti_label_file",
     "register_kitti",
     "register_kitti_splits",
-    "DetrDatasetMapper",
-    "detr_train_augmentation",
-    "detr_test_augmentation",
+    *_MAPPER_NAMES,
 ]
+
+
+def __getattr__(name):
+    if name in _MAPPER_NAMES:
+        from . import mapper
+
+        return getattr(mapper, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

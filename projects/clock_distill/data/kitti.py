@@ -28,7 +28,8 @@ LABEL_FIELDS = (
 
 DIFFICULTIES = ("easy", "moderate", "hard")
 # The official 2D filters (devkit evaluate_object.cpp): an object belongs to a difficulty when
-# its box is at least MIN_HEIGHT px tall and it is no more occluded / truncated than allowed.
+# its box is taller than MIN_HEIGHT px (strictly: the devkit ignores height <= MIN_HEIGHT) and
+# it is no more occluded / truncated than allowed (inclusive).
 # The levels nest: an Easy object is also Moderate and Hard.
 MIN_HEIGHT = {"easy": 40.0, "moderate": 25.0, "hard": 25.0}
 MAX_OCCLUSION = {"easy": 0, "moderate": 1, "hard": 2}
@@ -119,7 +120,7 @@ def kitti_difficulty(obj: dict) -> str | None:
     height = obj["bbox"][3] - obj["bbox"][1]
     for level in DIFFICULTIES:
         if (
-            height >= MIN_HEIGHT[level]
+            height > MIN_HEIGHT[level]
             and obj["occluded"] <= MAX_OCCLUSION[level]
             and obj["truncated"] <= MAX_TRUNCATION[level]
         ):
