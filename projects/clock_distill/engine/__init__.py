@@ -1,0 +1,3 @@
+from .trainer import DETRTrainer
+
+__all__ = ["DETRTrainer"]

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Train or evaluate a clock_distill model from a LazyConfig file (detectron2's conventions).
+
+    python tools/lazyconfig_train_net.py --config-file configs/deformable_detr/deformable_detr_r18_kitti_synthetic.py
+    python tools/lazyconfig_train_net.py --config-file CFG --eval-only train.init_checkpoint=output/model_final.pth
+    python tools/lazyconfig_train_net.py --config-file CFG --resume train.max_iter=2000 --num-gpus 8
+
+The config provides ``model``, ``dataloader.train``, ``dataloader.test``, ``optimizer``,
+``lr_multiplier`` and ``train`` (configs/common/train.py). ``dataloader.evaluator`` is optional:
+without it the evaluator is chosen from the test dataset's ``evaluator_type`` (kitti or coco).
+"""
+
+import logging
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+
+from clock_distill.engine import DETRTrainer
+from clock_distill.evaluation.kitti_evaluator import build_evaluator
+
+logger = logging.getLogger("detectron2")
+
+
+def build_test_evaluator(cfg):
+    if "evaluator" in cfg.dataloader:
+        return instantiate(cfg.dataloader.evaluator)
+    names = cfg.dataloader.test.dataset.names
+    name = names if isinstance(names, str) else names[0]
+    return build_evaluator(name, output_dir=cfg.train.output_dir)
+
+
+def do_test(cfg, model):
+    ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), build_test_evaluator(cfg))
+    if comm.is_main_process():
+        print_csv_format(ret)
+    return ret
+
+
+def do_train(args, cfg):
+    model = instantiate(cfg.model)
+    logger.info("Model:\n%s", model)
+    model.to(cfg.train.device)
+
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+    train_loader = instantiate(cfg.dataloader.train)
+
+    model = create_ddp_model(model, **cfg.train.ddp)
+    trainer = DETRTrainer(
+        model, train_loader, optim,
+        clip_grad_params=cfg.train.clip_grad.params if cfg.train.clip_grad.enabled else None,
+        amp=cfg.train.amp.enabled,
+    )
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
+            if comm.is_main_process()
+            else None,
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    # The checkpoint stores the iteration that just finished.
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def main(args):
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = create_ddp_model(model)
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        return do_test(cfg, model)
+    do_train(args, cfg)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
