@@ -42,6 +42,8 @@ class DeformableDETR(DETRBase):
             self.pos_trans = nn.Linear(2 * D, 2 * D)
             self.pos_trans_norm = nn.LayerNorm(2 * D)
         else:
+            # Reference init: first-layer boxes start small (w = h = sigmoid(-2) = 0.12), not 0.5.
+            nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
             self.query_embedding = nn.Embedding(self.num_queries, 2 * D)
             self.reference_points = nn.Linear(D, 2)
             nn.init.xavier_uniform_(self.reference_points.weight)
