@@ -107,12 +107,9 @@ class DetrDatasetMapper:
         # A crop can cut a box down to nothing; DETR cannot match an empty box.
         instances = utils.filter_empty_instances(instances)
         dataset_dict["instances"] = instances
+        from ..modeling.layers.box_ops import box_xyxy_to_cxcywh
+
         boxes = instances.gt_boxes.tensor
-        scale = boxes.new_tensor([w, h, w, h])
-        xyxy = boxes / scale
-        cxcywh = torch.stack(
-            [(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2, xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]],
-            dim=-1,
-        )
+        cxcywh = box_xyxy_to_cxcywh(boxes / boxes.new_tensor([w, h, w, h]))
         dataset_dict["target"] = {"labels": instances.gt_classes.to(torch.int64), "boxes": cxcywh.to(torch.float32)}
         return dataset_dict

@@ -93,6 +93,7 @@ __all__ = [
     "write_kitti_result_file",
     "save_results_json",
     "format_results_table",
+    "to_jsonable",
 ]
 
 # [constants of evaluate_object.cpp] index 0/1/2 = easy/moderate/hard.
@@ -591,23 +592,24 @@ def write_kitti_result_file(path: str | os.PathLike, anno: Mapping) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
+def to_jsonable(x):
+    """Nested results/curves (dicts, numpy arrays and scalars) as plain JSON types; NaN -> None."""
+    if isinstance(x, Mapping):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return [to_jsonable(v) for v in list(x)]
+    if isinstance(x, (np.floating, float)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, (np.integer, int)):
+        return int(x)
+    return x
+
+
 def save_results_json(results: Mapping, path: str | os.PathLike) -> Path:
     """Write :func:`evaluate_kitti` results as indented JSON; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-
-    def clean(x):
-        if isinstance(x, Mapping):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (np.ndarray, list, tuple)):
-            return [clean(v) for v in list(x)]
-        if isinstance(x, (np.floating, float)):
-            return None if math.isnan(float(x)) else float(x)
-        if isinstance(x, (np.integer, int)):
-            return int(x)
-        return x
-
-    path.write_text(json.dumps(clean(results), indent=2) + "\n")
+    path.write_text(json.dumps(to_jsonable(results), indent=2) + "\n")
     return path
 
 

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .kitti import DIFFICULTIES
+from .kitti import DIFFICULTIES, to_jsonable
 
 __all__ = ["kitti_markdown_table", "write_kitti_report", "compare_reports"]
 
@@ -49,17 +49,6 @@ def kitti_markdown_table(results: Mapping, curves: Mapping | None = None) -> str
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def _jsonable(x):
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (np.ndarray, list, tuple)):
-        return [_jsonable(v) for v in list(x)]
-    if isinstance(x, (np.floating, float)):
-        return None if math.isnan(float(x)) else float(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    return x
 
 
 def _plot_pr(path: Path, cls: str, per_diff: Mapping, results: Mapping) -> None:
@@ -130,11 +119,11 @@ def write_kitti_report(results: Mapping, output_dir: str | os.PathLike,
         md.append("")
     written["markdown"] = out / "kitti_report.md"
     written["markdown"].write_text("\n".join(md))
-    payload = {"title": title, "results": _jsonable(results)}
+    payload = {"title": title, "results": to_jsonable(results)}
     if pr_curves is not None:
         keys = ("recall_points", "precision", "recall", "thresholds", "num_gt")
         payload["pr_curves"] = {
-            c: {d: {k: _jsonable(v[k]) for k in keys if k in v} for d, v in per.items()}
+            c: {d: {k: to_jsonable(v[k]) for k in keys if k in v} for d, v in per.items()}
             for c, per in pr_curves.items()
         }
     written["json"] = out / "kitti_report.json"
