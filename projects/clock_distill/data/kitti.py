@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+# The official difficulty limits live with the metric (numpy-only), the one source of truth.
+from ..evaluation.kitti import DIFFICULTIES, MAX_OCCLUSION, MAX_TRUNCATION, MIN_HEIGHT
+
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
 # Every object type the devkit knows. DontCare marks unlabelled regions; Van and
 # Person_sitting are "neutral" for Car and Pedestrian in the official evaluation.
@@ -26,14 +29,6 @@ LABEL_FIELDS = (
     "type", "truncated", "occluded", "alpha", "bbox", "dimensions", "location", "rotation_y",
 )
 
-DIFFICULTIES = ("easy", "moderate", "hard")
-# The official 2D filters (devkit evaluate_object.cpp): an object belongs to a difficulty when
-# its box is taller than MIN_HEIGHT px (strictly: the devkit ignores height <= MIN_HEIGHT) and
-# it is no more occluded / truncated than allowed (inclusive).
-# The levels nest: an Easy object is also Moderate and Hard.
-MIN_HEIGHT = {"easy": 40.0, "moderate": 25.0, "hard": 25.0}
-MAX_OCCLUSION = {"easy": 0, "moderate": 1, "hard": 2}
-MAX_TRUNCATION = {"easy": 0.15, "moderate": 0.30, "hard": 0.50}
 
 
 class KittiFormatError(ValueError):
@@ -116,13 +111,17 @@ def format_kitti_label_line(obj: dict) -> str:
 
 
 def kitti_difficulty(obj: dict) -> str | None:
-    """The easiest difficulty whose filter admits ``obj`` (a parsed label), or None if none does."""
+    """The easiest difficulty whose filter admits ``obj`` (a parsed label), or None if none does.
+
+    The devkit's filters: box height strictly above MIN_HEIGHT px, occlusion and truncation at
+    most their limits. The levels nest: an Easy object is also Moderate and Hard.
+    """
     height = obj["bbox"][3] - obj["bbox"][1]
-    for level in DIFFICULTIES:
+    for i, level in enumerate(DIFFICULTIES):
         if (
-            height > MIN_HEIGHT[level]
-            and obj["occluded"] <= MAX_OCCLUSION[level]
-            and obj["truncated"] <= MAX_TRUNCATION[level]
+            height > MIN_HEIGHT[i]
+            and obj["occluded"] <= MAX_OCCLUSION[i]
+            and obj["truncated"] <= MAX_TRUNCATION[i]
         ):
             return level
     return None
