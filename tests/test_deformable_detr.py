@@ -7,17 +7,8 @@ shared decoder (queries, references, encoder proposals). Tiny models: R18, D=32,
 import pytest
 import torch
 
-from clock_distill.modeling import (
-    ChannelMapper,
-    DeformableDETR,
-    DeformableEncoder,
-    HungarianMatcher,
-    QueryGroup,
-    SetCriterion,
-    build_resnet,
-    deformable_decoder_layers,
-    resnet_channels,
-)
+from clock_distill.modeling import QueryGroup
+from helpers import one_thread_fixture, tiny_deformable_detr
 
 D, L, Q, C, NUM_DEC = 32, 3, 10, 3, 2
 SIZES = [(64, 160), (48, 128)]  # the second is padded to 64x160 (partially padded cells at stride 32)
@@ -31,25 +22,14 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only contend (10-50x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_thread_fixture)
 
 
 def tiny_model(with_box_refine=False, as_two_stage=False, num_queries=Q, seed=0):
     torch.manual_seed(seed)
-    return DeformableDETR(
-        backbone=build_resnet(18, out_features=("res3", "res4", "res5"), freeze_at=0, norm="GN"),
-        neck=ChannelMapper(("res3", "res4", "res5"), resnet_channels(18), D, num_outs=L, num_groups=8),
-        encoder=DeformableEncoder(num_layers=1, d_model=D, d_ffn=64, n_heads=4, n_levels=L, n_points=2),
-        decoder_layers=deformable_decoder_layers(NUM_DEC, D, 64, 0.0, 4, L, 2),
-        criterion=SetCriterion(C, HungarianMatcher(2.0, 5.0, 2.0), {"loss_class": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0}),
-        num_classes=C, embed_dim=D, num_queries=num_queries, with_box_refine=with_box_refine,
-        as_two_stage=as_two_stage, select_box_nums_for_evaluation=TOPK,
+    return tiny_deformable_detr(
+        D, L, num_queries, C, dec_layers=NUM_DEC, with_box_refine=with_box_refine, as_two_stage=as_two_stage,
+        select_box_nums_for_evaluation=TOPK,
     )
 
 

@@ -15,32 +15,15 @@ import pytest
 import torch
 
 import clock_distill
-from clock_distill.modeling import (
-    ChannelMapper,
-    DecoderOutput,
-    DeformableDETR,
-    DeformableEncoder,
-    EncoderOutput,
-    HungarianMatcher,
-    QueryGroup,
-    SetCriterion,
-    build_resnet,
-    deformable_decoder_layers,
-    resnet_channels,
-)
+from clock_distill.modeling import DecoderOutput, EncoderOutput, QueryGroup
+from helpers import one_thread_fixture, tiny_deformable_detr
 
 D, L, Q, C, NUM_DEC = 32, 3, 10, 3, 2
 SIZES = [(64, 160), (32, 96)]  # multiples of 32: every level has a whole number of valid cells
 STRIDES = (8, 16, 32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only contend (10-50x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_thread_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +34,8 @@ def plain_model():
 
 def tiny_model(with_box_refine=False, as_two_stage=False, seed=0, **kw):
     torch.manual_seed(seed)
-    model = DeformableDETR(
-        backbone=build_resnet(18, out_features=("res3", "res4", "res5"), freeze_at=0, norm="GN"),
-        neck=ChannelMapper(("res3", "res4", "res5"), resnet_channels(18), D, num_outs=L, num_groups=8),
-        encoder=DeformableEncoder(num_layers=1, d_model=D, d_ffn=64, n_heads=4, n_levels=L, n_points=2),
-        decoder_layers=deformable_decoder_layers(NUM_DEC, D, 64, 0.0, 4, L, 2),
-        criterion=SetCriterion(C, HungarianMatcher(2.0, 5.0, 2.0), {"loss_class": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0}),
-        num_classes=C, embed_dim=D, num_queries=Q, with_box_refine=with_box_refine, as_two_stage=as_two_stage, **kw,
+    model = tiny_deformable_detr(
+        D, L, Q, C, dec_layers=NUM_DEC, with_box_refine=with_box_refine, as_two_stage=as_two_stage, **kw
     )
     return model.eval()
 

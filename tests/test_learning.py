@@ -16,17 +16,8 @@ from clock_distill.data.kitti import load_kitti_instances
 from clock_distill.data.mapper import DetrDatasetMapper, detr_test_augmentation
 from clock_distill.data.synthetic import generate_synthetic_kitti
 from clock_distill.evaluation.kitti import evaluate_kitti, objects_to_anno
-from clock_distill.modeling import (
-    ChannelMapper,
-    DeformableDETR,
-    DeformableEncoder,
-    HungarianMatcher,
-    SetCriterion,
-    build_resnet,
-    deformable_decoder_layers,
-    resnet_channels,
-)
 from clock_distill.solver import detr_param_groups
+from helpers import tiny_deformable_detr
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]
 ITERS = 300
@@ -60,14 +51,9 @@ def test_deformable_detr_overfits_synthetic_kitti(tmp_path):
     records = load_kitti_instances(tmp_path, "train")[:4]
     mapper = DetrDatasetMapper(detr_test_augmentation(96, 1000), is_train=False)
     batch = [mapper(r) for r in records]
-    D, L = 64, 3
-    model = DeformableDETR(
-        backbone=build_resnet(18, freeze_at=0, norm="GN"),
-        neck=ChannelMapper(in_channels=resnet_channels(18), out_channels=D, num_outs=L, num_groups=8),
-        encoder=DeformableEncoder(1, D, 2 * D, 0.0, 4, L, 4),
-        decoder_layers=deformable_decoder_layers(2, D, 2 * D, 0.0, 4, L, 4),
-        criterion=SetCriterion(3, HungarianMatcher(), {"loss_class": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0}),
-        num_classes=3, embed_dim=D, num_queries=30, with_box_refine=True, as_two_stage=True,
+    model = tiny_deformable_detr(
+        embed_dim=64, num_levels=3, num_queries=30, enc_layers=1, dec_layers=2, d_ffn=128, n_points=4,
+        with_box_refine=True, as_two_stage=True,
     )
     optimizer = torch.optim.AdamW(detr_param_groups(model, 1e-3, backbone_lr_factor=1.0), lr=1e-3, weight_decay=1e-4)
     gts = [objects_to_anno(r["kitti_objects"]) for r in records]
