@@ -19,7 +19,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
-SYNTHETIC_CONFIG = "deformable_detr/deformable_detr_r18_kitti_synthetic.py"
+SYNTHETIC_CONFIGS = [
+    "deformable_detr/deformable_detr_r18_kitti_synthetic.py",
+    "dab_detr/dab_detr_r18_kitti_synthetic.py",
+    "dino/dino_r18_kitti_synthetic.py",
+]
+FAMILY_CLASS = {"deformable_detr": "DeformableDETR", "dab_detr": "DABDETR", "dino": "DINO"}
 
 KITTI_TRAIN_IMAGES = 3712
 COCO_TRAIN_IMAGES = 117266
@@ -45,6 +50,15 @@ PAPER_CONFIGS = {
     "deformable_detr/deformable_detr_r50_kitti_50ep_two_stage.py": ("kitti", 50, 40, 3, True, True),
     "deformable_detr/deformable_detr_r50_coco_50ep.py": ("coco", 50, 40, 80, False, False),
     "deformable_detr/deformable_detr_r50_coco_12ep.py": ("coco", 12, 11, 80, False, False),
+}
+# DAB-DETR and DINO: name -> (dataset, epochs, decay epoch, num_classes, num_queries, num_levels)
+FAMILY_PAPER_CONFIGS = {
+    "dab_detr/dab_detr_r50_kitti_50ep.py": ("kitti", 50, 40, 3, 300, 1),
+    "dab_detr/dab_detr_r50_coco_50ep.py": ("coco", 50, 40, 80, 300, 1),
+    "dino/dino_r50_kitti_12ep.py": ("kitti", 12, 11, 3, 900, 4),
+    "dino/dino_r50_kitti_24ep.py": ("kitti", 24, 20, 3, 900, 4),
+    "dino/dino_r50_coco_12ep.py": ("coco", 12, 11, 80, 900, 4),
+    "dino/dino_r50_coco_24ep.py": ("coco", 24, 20, 80, 900, 4),
 }
 
 
@@ -95,6 +109,8 @@ def _summarize_config(name):
         "num_decoder_layers": len(model.decoder_layers) if hasattr(model, "decoder_layers") else None,
         "with_box_refine": attr("with_box_refine"),
         "as_two_stage": attr("as_two_stage"),
+        "dn_number": attr("dn_number"),
+        "decoder_norm": type(attr("decoder_norm")).__name__,
         "num_params": sum(p.numel() for p in model.parameters()),
         "backbone_depth": OmegaConf.select(cfg, "model.backbone.depth"),
         "backbone_norm": OmegaConf.select(cfg, "model.backbone.norm"),
@@ -147,8 +163,8 @@ def _summarize_config(name):
     return out
 
 
-def _train_one_step(data_root):
-    """The synthetic config: one training step on 2 images, then inference on one image."""
+def _train_one_step(data_root, config):
+    """A synthetic config: one training step on 2 images, then inference on one image."""
     import numpy as np
     import torch
     from detectron2.config import LazyConfig, instantiate
@@ -158,10 +174,11 @@ def _train_one_step(data_root):
     from clock_distill.data.synthetic import generate_synthetic_kitti
     from clock_distill.engine import DETRTrainer
 
-    generate_synthetic_kitti(Path(data_root) / "kitti_synthetic", num_images=4, width=160, height=48)
+    if not (Path(data_root) / "kitti_synthetic").exists():
+        generate_synthetic_kitti(Path(data_root) / "kitti_synthetic", num_images=4, width=160, height=48)
     torch.manual_seed(0)
     np.random.seed(0)
-    cfg = LazyConfig.load(str(CONFIG_DIR / SYNTHETIC_CONFIG))
+    cfg = LazyConfig.load(str(CONFIG_DIR / config))
     cfg.dataloader.train.total_batch_size = 2
     cfg.dataloader.train.num_workers = 0
     cfg.train.device = "cpu"
@@ -208,16 +225,17 @@ def _train_one_step(data_root):
 
 
 def _worker(out_path, data_root):
-    summary = {"configs": {}, "train_step": None}
+    summary = {"configs": {}, "train_step": {}}
     for name in all_configs():
         try:
             summary["configs"][name] = _summarize_config(name)
         except Exception:
             summary["configs"][name] = {"error": traceback.format_exc()}
-    try:
-        summary["train_step"] = _train_one_step(data_root)
-    except Exception:
-        summary["train_step"] = {"error": traceback.format_exc()}
+    for name in SYNTHETIC_CONFIGS:
+        try:
+            summary["train_step"][name] = _train_one_step(data_root, name)
+        except Exception:
+            summary["train_step"][name] = {"error": traceback.format_exc()}
     Path(out_path).write_text(json.dumps(summary, indent=1, default=str))
 
 
@@ -240,8 +258,9 @@ def summary(tmp_path_factory):
 
 def test_config_list_is_complete():
     names = all_configs()
-    assert SYNTHETIC_CONFIG in names
-    for name in PAPER_CONFIGS:
+    for name in SYNTHETIC_CONFIGS:
+        assert name in names
+    for name in [*PAPER_CONFIGS, *FAMILY_PAPER_CONFIGS]:
         assert name in names, f"missing paper-scale config {name}"
     assert not any(n.startswith("common/") for n in names)
 
@@ -253,8 +272,7 @@ def test_config_loads_and_model_instantiates(summary, name):
     assert "model" in s["keys"]
     m = s["model"]
     assert m["is_module"] and m["num_params"] > 0
-    if name.startswith("deformable_detr/"):
-        assert m["class"] == "DeformableDETR"
+    assert m["class"] == FAMILY_CLASS[name.split("/")[0]]
     if m["num_classes"] is not None and m["criterion_num_classes"] is not None:
         assert m["num_classes"] == m["criterion_num_classes"] == m["class_embed_out"]
     assert m["all_finite"] is (None if m["device"] == "meta" else True)
@@ -324,6 +342,37 @@ def test_paper_scale_recipe(summary, name):
     assert t["init_checkpoint"].endswith("R-50.pkl")
 
 
+@pytest.mark.parametrize("name", sorted(FAMILY_PAPER_CONFIGS))
+def test_dab_and_dino_paper_scale_recipe(summary, name):
+    """DAB-DETR 50 epochs, DINO 12 and 24 epochs: AdamW lr 1e-4, backbone x0.1, clip 0.1, batch 16."""
+    dataset, epochs, decay_epoch, num_classes, num_queries, num_levels = FAMILY_PAPER_CONFIGS[name]
+    s = summary["configs"][name]
+    assert "error" not in s, s.get("error")
+    num_images = KITTI_TRAIN_IMAGES if dataset == "kitti" else COCO_TRAIN_IMAGES
+    m = s["model"]
+    assert m["num_classes"] == num_classes
+    assert (m["num_queries"], m["embed_dim"], m["num_levels"], m["num_decoder_layers"]) == (num_queries, 256, num_levels, 6)
+    assert (m["backbone_depth"], m["backbone_norm"]) == (50, "FrozenBN")
+    assert m["decoder_norm"] == "LayerNorm"
+    if name.startswith("dino/"):
+        assert m["dn_number"] == 100
+    o = s["optimizer"]
+    assert o["class"] == "AdamW" and o["lr"] == 1e-4 and o["weight_decay"] == 1e-4
+    assert o["backbone_lrs"] == [pytest.approx(1e-5)] and o["other_lrs"] == [pytest.approx(1e-4)]
+    t = s["train"]
+    assert t["clip_grad"]["enabled"] and t["clip_grad"]["params"]["max_norm"] == 0.1
+    assert s["dataloader"]["train_batch"] == BATCH
+    iters_per_epoch = num_images / BATCH
+    assert t["max_iter"] == round(epochs * iters_per_epoch)
+    assert s["schedule"]["milestones"] == [round(decay_epoch * iters_per_epoch), t["max_iter"]]
+    assert s["schedule"]["at_decay"] == pytest.approx(0.1) and s["schedule"]["before_decay"] == pytest.approx(1.0)
+    assert 0 < t["checkpointer"]["period"] <= t["eval_period"] <= t["max_iter"]
+    last_periodic = (t["max_iter"] // t["eval_period"]) * t["eval_period"]
+    assert last_periodic == t["max_iter"] or t["max_iter"] - last_periodic >= iters_per_epoch
+    assert t["output_dir"] == "./output/" + Path(name).stem
+    assert t["init_checkpoint"].endswith("R-50.pkl")
+
+
 def test_paper_scale_epoch_numbers(summary):
     """The numbers written in the configs' comments."""
     c = summary["configs"]
@@ -339,22 +388,31 @@ def test_paper_scale_epoch_numbers(summary):
         87950, 80620, 36646)
 
 
-def test_synthetic_config_trains_one_step(summary):
-    r = summary["train_step"]
+@pytest.mark.parametrize("name", SYNTHETIC_CONFIGS)
+def test_synthetic_config_trains_one_step(summary, name):
+    r = summary["train_step"][name]
     assert "error" not in r, r.get("error")
     assert r["num_train_records"] == 4
     losses = r["losses"]
-    for key in ("loss_class", "loss_bbox", "loss_giou", "loss_class_enc", "loss_class_0"):
+    expected = ["loss_class", "loss_bbox", "loss_giou", "loss_class_0"]
+    expected += {"deformable_detr": ["loss_class_enc"], "dab_detr": [], "dino": ["loss_class_enc", "loss_class_dn"]}[
+        name.split("/")[0]]
+    for key in expected:
         assert key in losses, sorted(losses)
     assert all(math.isfinite(v) for v in losses.values()), losses
     assert r["params_finite"]
     # AdamW moves every parameter that got a gradient; with all parameters used, that is all.
     assert r["params_changed"] > 0
-    assert r["params_unchanged"] == [], r["params_unchanged"]
+    # DAB-DETR's queries start with zero content, so the first layer's self-attention output,
+    # and the input of its norm1, is a constant (zero) vector at step 1: norm1's scale has a zero
+    # gradient until the attention biases move.
+    expected_unchanged = ["decoder_layers.0.norm1.weight"] if name.startswith("dab_detr/") else []
+    assert r["params_unchanged"] == expected_unchanged, r["params_unchanged"]
 
 
-def test_synthetic_config_inference_at_original_size(summary):
-    r = summary["train_step"]
+@pytest.mark.parametrize("name", SYNTHETIC_CONFIGS)
+def test_synthetic_config_inference_at_original_size(summary, name):
+    r = summary["train_step"][name]
     assert "error" not in r, r.get("error")
     assert r["original_size"] == [48, 160]
     assert r["input_image_size"] != r["original_size"]  # the test mapper resized it (short edge 192)

@@ -98,8 +98,7 @@ def test_training_losses_and_gradients(variant):
         "decoder_layers.-1": model.decoder_layers[-1], "class_embed": model.class_embed, "bbox_embed": model.bbox_embed,
     }
     if VARIANTS[name]["as_two_stage"]:
-        must.update(enc_class_embed=model.enc_class_embed, enc_bbox_embed=model.enc_bbox_embed,
-                    enc_output=model.enc_output, pos_trans=model.pos_trans)
+        must.update(proposals=model.proposals, pos_trans=model.pos_trans)
     else:
         must.update(query_embedding=model.query_embedding, reference_points=model.reference_points)
     if VARIANTS[name]["with_box_refine"]:
@@ -194,8 +193,8 @@ def test_raw_outputs_per_variant(variant):
         expected = torch.gather(enc_out["pred_boxes"], 1, top[..., None].expand(-1, -1, 4))
         assert tuple(g.reference.shape) == (2, Q, 4)
         torch.testing.assert_close(g.reference, expected)
-        assert model.enc_class_embed is not model.class_embed[0]
-        assert model.enc_bbox_embed is not model.bbox_embed[0]
+        assert model.proposals.class_embed is not model.class_embed[0]
+        assert model.proposals.bbox_embed is not model.bbox_embed[0]
     else:
         # Learned queries: the same for every image; 2-d reference points from the positions.
         assert extras == {}

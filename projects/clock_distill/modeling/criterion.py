@@ -123,6 +123,11 @@ class SetCriterion(nn.Module):
         self.focal_gamma = focal_gamma
         self.enc_binary_labels = enc_binary_labels
 
+    @property
+    def loss_keys(self) -> Tuple[str, ...]:
+        """The unsuffixed keys that ``compute_losses`` produces, e.g. ("loss_class", "loss_bbox", "loss_giou")."""
+        return tuple(k for name in self.losses for k in self._LOSS_KEYS[name])
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def get_num_boxes(targets: Sequence[Dict[str, Tensor]], device: torch.device) -> float:

@@ -7,14 +7,12 @@ box refinement), or the top-k encoder proposals as reference boxes and query emb
 
 from __future__ import annotations
 
-import copy
 from typing import Dict, List, Optional
 
-import torch
 from torch import nn
 
 from .detr import DETRBase, EncoderOutput, QueryGroup
-from .transformer import encoder_output_proposals, sine_embed_boxes
+from .transformer import EncoderProposals, sine_embed_boxes
 
 __all__ = ["DeformableDETR"]
 
@@ -35,10 +33,7 @@ class DeformableDETR(DETRBase):
         self.as_two_stage = as_two_stage
         D = self.embed_dim
         if as_two_stage:
-            self.enc_output = nn.Linear(D, D)
-            self.enc_output_norm = nn.LayerNorm(D)
-            self.enc_class_embed = copy.deepcopy(self.class_embed[0])
-            self.enc_bbox_embed = copy.deepcopy(self.bbox_embed[0])
+            self.proposals = EncoderProposals(D, self.num_classes, class_agnostic=True)
             self.pos_trans = nn.Linear(2 * D, 2 * D)
             self.pos_trans_norm = nn.LayerNorm(2 * D)
         else:
@@ -60,14 +55,6 @@ class DeformableDETR(DETRBase):
             reference = self.reference_points(pos).sigmoid()  # (B, Q, 2)
             return [QueryGroup(content, reference, pos)], {}
 
-        memory, proposals = encoder_output_proposals(enc.memory, enc.padding_mask, enc.spatial_shapes)
-        memory = self.enc_output_norm(self.enc_output(memory))
-        enc_logits = self.enc_class_embed(memory)  # (B, N, C)
-        enc_coords_unact = self.enc_bbox_embed(memory) + proposals  # (B, N, 4), +inf on invalid tokens
-        k = min(self.num_queries, enc_logits.shape[1])
-        # The encoder head is trained class-agnostically (all labels 0), so class 0 scores objectness.
-        topk = enc_logits[..., 0].topk(k, dim=1).indices
-        coords = torch.gather(enc_coords_unact, 1, topk[..., None].expand(-1, -1, 4)).detach().sigmoid()
+        coords, enc_outputs = self.proposals(enc, self.num_queries)
         pos, content = self.pos_trans_norm(self.pos_trans(sine_embed_boxes(coords, D // 2))).split(D, dim=-1)
-        extras = {"enc_outputs": {"pred_logits": enc_logits, "pred_boxes": enc_coords_unact.sigmoid()}}
-        return [QueryGroup(content, coords, pos)], extras
+        return [QueryGroup(content, coords, pos)], {"enc_outputs": enc_outputs}

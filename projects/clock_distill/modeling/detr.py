@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import MLP, PositionEmbeddingSine, box_cxcywh_to_xyxy, inverse_sigmoid
+from .layers import MLP, PositionEmbeddingSine, box_cxcywh_to_xyxy, get_sine_pos_embed, inverse_sigmoid
+from .transformer import prediction_heads
 
 __all__ = ["EncoderOutput", "QueryGroup", "DecoderOutput", "DETRBase"]
 
@@ -141,6 +142,11 @@ class DETRBase(nn.Module):
         select_box_nums_for_evaluation: top-k (over queries x classes) kept at inference.
         size_divisibility: pad images to a multiple of this.
         pos_offset: PositionEmbeddingSine offset (-0.5 for Deformable DETR and DINO, 0 for DAB).
+        pos_temperature: PositionEmbeddingSine temperature (10000; DAB-DETR uses 20).
+        num_levels: L, by default the neck's ``num_outs``.
+        anchor_query_pos: positional queries come from the reference boxes at every layer,
+            ``ref_point_head(sine(box))`` with an MLP (2D -> D -> D), for groups without ``pos``
+            (DAB-DETR, DINO): see :meth:`query_pos`.
     """
 
     def __init__(
@@ -163,7 +169,9 @@ class DETRBase(nn.Module):
         select_box_nums_for_evaluation: int = 100,
         size_divisibility: int = 32,
         pos_offset: float = -0.5,
+        pos_temperature: float = 10000.0,
         num_levels: Optional[int] = None,
+        anchor_query_pos: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -180,23 +188,22 @@ class DETRBase(nn.Module):
         self.aux_loss = aux_loss
         self.select_box_nums_for_evaluation = select_box_nums_for_evaluation
         self.size_divisibility = size_divisibility
-        self.position_embedding = PositionEmbeddingSine(embed_dim // 2, normalize=True, offset=pos_offset)
+        self.position_embedding = PositionEmbeddingSine(
+            embed_dim // 2, temperature=pos_temperature, normalize=True, offset=pos_offset
+        )
         self.num_levels = num_levels if num_levels is not None else getattr(neck, "num_outs", 1)
         self.level_embed = nn.Parameter(torch.empty(self.num_levels, embed_dim).normal_()) if self.num_levels > 1 else None
 
         num_layers = len(decoder_layers)
-        class_embed = nn.Linear(embed_dim, num_classes)
-        bbox_embed = MLP(embed_dim, embed_dim, 4, 3)
-        # Focal-loss prior: start every class at probability 0.01 (RetinaNet, Deformable DETR).
-        nn.init.constant_(class_embed.bias, -4.59511985013459)  # -log((1 - 0.01) / 0.01)
-        nn.init.zeros_(bbox_embed.layers[-1].weight)
-        nn.init.zeros_(bbox_embed.layers[-1].bias)
+        class_embed, bbox_embed = prediction_heads(embed_dim, num_classes)
         if share_heads:
             self.class_embed = nn.ModuleList([class_embed] * num_layers)
             self.bbox_embed = nn.ModuleList([bbox_embed] * num_layers)
         else:
             self.class_embed = nn.ModuleList(copy.deepcopy(class_embed) for _ in range(num_layers))
             self.bbox_embed = nn.ModuleList(copy.deepcopy(bbox_embed) for _ in range(num_layers))
+
+        self.ref_point_head = MLP(2 * embed_dim, embed_dim, embed_dim, 2) if anchor_query_pos else None
 
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
@@ -265,9 +272,17 @@ class DETRBase(nn.Module):
 
     # ----------------------------------------------------------------- decode
     def query_pos(self, reference: Tensor, layer: int) -> Tensor:
-        """Positional queries (B, Q, D) from references, for groups without ``pos``. Families
-        that derive positions from anchors (DAB-DETR, DINO) override this."""
-        raise NotImplementedError(f"{type(self).__name__} needs QueryGroup.pos; it cannot derive it from references")
+        """Positional queries (B, Q, D) for groups without ``pos``, from their current
+        reference boxes (B, Q, 4): ``ref_point_head`` on the (y, x, w, h) sine embedding of each
+        box (D/2 channels per coordinate), recomputed at every layer as the boxes are refined.
+        Only models built with ``anchor_query_pos`` (DAB-DETR, DINO) can do this."""
+        if self.ref_point_head is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} was built without anchor_query_pos: every QueryGroup needs pos"
+            )
+        if reference.shape[-1] != 4:
+            raise ValueError(f"positional queries from anchors need (B, Q, 4) boxes, got {tuple(reference.shape)}")
+        return self.ref_point_head(get_sine_pos_embed(reference, self.embed_dim // 2).to(reference.dtype))
 
     def decode(self, enc: EncoderOutput, query_groups: Sequence[QueryGroup]) -> List[DecoderOutput]:
         """Decode any number of query groups in one call; returns one DecoderOutput per group.

@@ -6,16 +6,18 @@ Shapes: B batch, N = sum_l H_l*W_l memory tokens over L levels, Q queries, D cha
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import MultiScaleDeformableAttention
+from .layers import MLP, MultiScaleDeformableAttention
 
 __all__ = [
     "FFN",
+    "prediction_heads",
+    "EncoderProposals",
     "DeformableEncoderLayer",
     "DeformableEncoder",
     "DeformableDecoderLayer",
@@ -41,6 +43,17 @@ class FFN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x + self.dropout2(self.linear2(self.dropout1(F.relu(self.linear1(x))))))
+
+
+def prediction_heads(embed_dim: int, num_classes: int) -> Tuple[nn.Linear, MLP]:
+    """A class head (D -> C) and a box head (D -> 4, MLP of 3 layers), initialized as every
+    DETR here starts them: class bias at the focal prior p = 0.01 (RetinaNet), box deltas at 0."""
+    class_embed = nn.Linear(embed_dim, num_classes)
+    bbox_embed = MLP(embed_dim, embed_dim, 4, 3)
+    nn.init.constant_(class_embed.bias, -math.log((1 - 0.01) / 0.01))
+    nn.init.zeros_(bbox_embed.layers[-1].weight)
+    nn.init.zeros_(bbox_embed.layers[-1].bias)
+    return class_embed, bbox_embed
 
 
 def encoder_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
@@ -207,6 +220,49 @@ def encoder_output_proposals(memory: Tensor, padding_mask: Tensor, spatial_shape
     proposals = proposals.masked_fill(invalid, float("inf"))
     output_memory = memory.masked_fill(invalid, 0.0)
     return output_memory, proposals
+
+
+class EncoderProposals(nn.Module):
+    """Two-stage query selection (Deformable DETR two-stage, DINO).
+
+    Every valid memory token proposes a box (:func:`encoder_output_proposals`); a linear layer
+    and LayerNorm on the memory feed a class head and a box head that scores and refines each
+    proposal; the ``k`` best become the decoder's initial reference boxes.
+
+    Args:
+        embed_dim: D.
+        num_classes: C, the width of the proposal class head.
+        class_agnostic: score a proposal by logit channel 0 (Deformable DETR, whose criterion
+            trains that channel on all objects, ``enc_binary_labels=True``); otherwise by the
+            maximum over classes (DINO, trained with the real labels).
+    """
+
+    def __init__(self, embed_dim: int, num_classes: int, class_agnostic: bool):
+        super().__init__()
+        self.output = nn.Linear(embed_dim, embed_dim)
+        self.output_norm = nn.LayerNorm(embed_dim)
+        self.class_embed, self.bbox_embed = prediction_heads(embed_dim, num_classes)
+        self.class_agnostic = class_agnostic
+
+    def forward(self, enc, k: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """
+        Args:
+            enc: EncoderOutput (memory (B, N, D), padding_mask (B, N), spatial_shapes (L, 2)).
+            k: number of proposals to keep (at most N).
+        Returns:
+            boxes: (B, k, 4) the top-k refined proposals, cxcywh in [0, 1], detached (the
+                decoder's first references carry no gradient into the encoder heads);
+            enc_outputs: {"pred_logits": (B, N, C), "pred_boxes": (B, N, 4)} for every token,
+                for the criterion's ``_enc`` terms.
+        """
+        memory, proposals = encoder_output_proposals(enc.memory, enc.padding_mask, enc.spatial_shapes)
+        memory = self.output_norm(self.output(memory))
+        logits = self.class_embed(memory)  # (B, N, C)
+        coords_unact = self.bbox_embed(memory) + proposals  # (B, N, 4), +inf on invalid tokens
+        scores = logits[..., 0] if self.class_agnostic else logits.max(-1).values
+        topk = scores.topk(min(k, scores.shape[1]), dim=1).indices
+        boxes = torch.gather(coords_unact, 1, topk[..., None].expand(-1, -1, 4)).detach().sigmoid()
+        return boxes, {"pred_logits": logits, "pred_boxes": coords_unact.sigmoid()}
 
 
 def sine_embed_boxes(boxes: Tensor, num_pos_feats: int = 128, temperature: float = 10000.0) -> Tensor:

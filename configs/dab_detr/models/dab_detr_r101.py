@@ -1,0 +1,3 @@
+from .dab_detr_r50 import model
+
+model.backbone.depth = 101

@@ -1,0 +1,4 @@
+from .dino_r50 import model
+
+model.backbone.depth = 18
+model.neck.in_channels = (128, 256, 512)
