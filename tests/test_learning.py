@@ -81,7 +81,7 @@ def test_overfits_synthetic_kitti(tmp_path, family):
     first = None
     for _ in range(ITERS):
         loss = sum(model(batch).values())
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
