@@ -90,10 +90,10 @@ def test_overfits_synthetic_kitti(tmp_path, family):
     with torch.no_grad():
         after = evaluate_kitti(gts, _detections(model(batch)))
     ceiling = evaluate_kitti(gts, _perfect(gts))
-    print(f"{family}: loss {first:.2f} -> {float(loss):.2f}; Car moderate {after['Car']['moderate']['AP_R40']:.2f}, "
+    print(f"{family}: loss {first:.2f} -> {float(loss.detach()):.2f}; Car moderate {after['Car']['moderate']['AP_R40']:.2f}, "
           f"mAP hard {after['mAP']['hard']['AP_R40']:.2f}")
 
-    assert float(loss) < LOSS_RATIO[family] * first, (first, float(loss))
+    assert float(loss.detach()) < LOSS_RATIO[family] * first, (first, float(loss.detach()))
     assert before["mAP"]["hard"]["AP_R40"] == 0.0
     assert ceiling["mAP"]["hard"]["AP_R40"] == pytest.approx(5.8333, abs=1e-3)  # the fixed images' ceiling
     assert after["mAP"]["hard"]["AP_R40"] >= 0.7 * ceiling["mAP"]["hard"]["AP_R40"], after["mAP"]
