@@ -2,11 +2,8 @@
 # R18 with GroupNorm (no pretrained weights here, so no frozen BN), D=128, 3+3 layers, 100 queries,
 # 3 levels at strides 16, 32 and 64 (C4, C5 and one extra level). Starting at C4 instead of C3
 # gives a quarter of the encoder tokens and halves the step time on 2 CPU cores (2.2 -> 1.1 s).
-# `make demo` data: datasets/kitti_synthetic (160 train / 40 val images, 640x192).
-from ..common.data.kitti_synthetic import dataloader
-from ..common.optim import AdamW as optimizer
-from ..common.schedule import step_schedule
-from ..common.train import train
+# Data and training recipe: configs/common/kitti_synthetic_cpu.py.
+from ..common.kitti_synthetic_cpu import dataloader, lr_multiplier, optimizer, train
 from .models.deformable_detr_r18 import model
 
 model.num_classes = 3
@@ -27,14 +24,4 @@ model.num_queries = 100
 model.with_box_refine = True
 model.as_two_stage = True
 
-dataloader.train.total_batch_size = 4
-
-train.max_iter = 1000  # 25 epochs of the 160 training images
-train.eval_period = 250
-train.checkpointer.period = 500
-train.log_period = 50
 train.output_dir = "./output/deformable_detr_r18_kitti_synthetic"
-train.seed = 42
-lr_multiplier = step_schedule(max_iter=1000, decay_iter=800, warmup_iter=50)
-optimizer.lr = 4e-4
-optimizer.params.backbone_lr_factor = 1.0  # trained from scratch: the backbone learns at full lr

@@ -2,11 +2,8 @@
 # deformable_detr_r18_kitti_synthetic.py (same data, levels, schedule, lr and batch) for comparison:
 # R18 with GroupNorm (from scratch), 3 levels at strides 16, 32, 64 (C4, C5, one extra), D=128,
 # 3+3 layers, 100 queries, up to 20 positive + 20 negative denoising queries per image.
-# `make demo` data: datasets/kitti_synthetic (160 train / 40 val images, 640x192).
-from ..common.data.kitti_synthetic import dataloader
-from ..common.optim import AdamW as optimizer
-from ..common.schedule import step_schedule
-from ..common.train import train
+# Data and training recipe: configs/common/kitti_synthetic_cpu.py.
+from ..common.kitti_synthetic_cpu import dataloader, lr_multiplier, optimizer, train
 from .models.dino_r18 import model
 
 model.num_classes = 3
@@ -27,14 +24,4 @@ model.num_queries = 100
 model.dn_number = 20
 model.select_box_nums_for_evaluation = 100
 
-dataloader.train.total_batch_size = 4
-
-train.max_iter = 1000  # 25 epochs of the 160 training images
-train.eval_period = 250
-train.checkpointer.period = 500
-train.log_period = 50
 train.output_dir = "./output/dino_r18_kitti_synthetic"
-train.seed = 42
-lr_multiplier = step_schedule(max_iter=1000, decay_iter=800, warmup_iter=50)
-optimizer.lr = 4e-4
-optimizer.params.backbone_lr_factor = 1.0  # trained from scratch: the backbone learns at full lr
