@@ -3,6 +3,8 @@ family feeds the decoder (anchors, mixed query selection, denoising groups), DAB
 refinement, DN losses without matching, and query-group isolation for both.
 Tiny models: R18-GN, D=32, 1 encoder and 2 decoder layers, 10 queries, images up to 64x160."""
 
+import math
+
 import pytest
 import torch
 
@@ -177,6 +179,29 @@ def test_dab_positional_queries_follow_the_anchors():
     torch.testing.assert_close(out[..., : D // 2], base[..., : D // 2])  # y channels
     assert model.decoder_layers[0].query_scale is None and model.decoder_layers[1].query_scale is not None
     assert model.decoder_layers[0].ref_anchor_head is model.decoder_layers[1].ref_anchor_head
+
+
+def test_dab_transformer_starts_from_xavier_init():
+    """DAB-DETR's encoder, decoder and ref_point_head matrices are xavier-uniform (as in the
+    reference Transformer), not PyTorch's ~1.7x narrower default Linear init."""
+    model = build("dab")
+    for name, weight in [
+        ("encoder ffn", model.encoder.layers[0].ffn.linear1.weight),
+        ("cross-attn q_sine", model.decoder_layers[1].cross_attn.q_sine.weight),
+        ("ref_point_head", model.ref_point_head.layers[0].weight),
+    ]:
+        fan_out, fan_in = weight.shape
+        xavier, default = math.sqrt(6 / (fan_in + fan_out)), 1 / math.sqrt(fan_in)
+        assert default < weight.abs().max() <= xavier, name
+
+
+def test_xavier_init_keeps_deformable_attention_init():
+    """Modules with their own init (deformable attention) redo it after the xavier pass."""
+    model = tiny_dino()
+    model.xavier_init_transformer()
+    attn = model.encoder.layers[0].self_attn
+    assert torch.count_nonzero(attn.sampling_offsets.weight) == 0
+    assert torch.count_nonzero(attn.attention_weights.weight) == 0
 
 
 def test_dab_cross_attention_ignores_padding():

@@ -6,7 +6,7 @@ With ~20 objects, the devkit's 41-point recall grid caps even a perfect detector
 (here mAP Hard R40 = 5.8, Car Moderate = 10.0), so the bar is stated relative to that ceiling,
 computed on the same images. Measured after 300 iterations (lr 1e-3), Car Moderate / mAP Hard:
 Deformable DETR 10.0 (= the ceiling) / 5.0 (86% of it), total loss 20.5 -> 0.70;
-DAB-DETR 10.0 / 4.72 (81%), loss 13.3 -> 2.47; DINO 10.0 / 5.0 (86%), loss 24.9 -> 4.27.
+DAB-DETR 10.0 / 4.17 (72%), loss 13.2 -> 2.03; DINO 10.0 / 5.0 (86%), loss 24.9 -> 4.27.
 An untrained model scores 0.
 """
 

@@ -217,6 +217,7 @@ class DABDETR(DETRBase):
         if self.num_levels != 1:
             raise ValueError(f"DAB-DETR is single-scale: the neck must give 1 level, got num_levels={self.num_levels}")
         self.anchor_box_embed = nn.Embedding(self.num_queries, 4)
+        self.xavier_init_transformer()
 
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):
         """Group 0: (B, num_queries) zero content on the learned anchors (B, Q, 4)."""
