@@ -212,9 +212,8 @@ class DETRBase(nn.Module):
         """Xavier-uniform init of every weight matrix of the encoder, the decoder layers and
         ``ref_point_head``, as DETR's and DAB-DETR's ``Transformer._reset_parameters`` do;
         this package's modules with their own ``reset_parameters`` (deformable attention) then
-        redo theirs.
-        PyTorch's default Linear init is ~1.7x smaller, which leaves global attention almost
-        uniform at the start and slows it down."""
+        redo theirs. PyTorch's default Linear init is ~1.7x narrower, which makes the
+        attention logits smaller at the start."""
         modules = [self.encoder, self.decoder_layers] + ([self.ref_point_head] if self.ref_point_head is not None else [])
         for module in modules:
             for p in module.parameters():
