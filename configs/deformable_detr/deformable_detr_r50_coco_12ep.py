@@ -7,20 +7,17 @@
 #   epoch 11  = 11 * 117266 / 16 = 80620.375  -> 80620 iterations (lr decay)
 #   5 epochs  =  5 * 117266 / 16 = 36645.625  -> 36646 iterations (eval period: evaluations at
 #                36646 and 73292, then the final one at 87950)
-from ..common.schedule import epochs_to_iters, step_schedule
+from ..common.schedule import epoch_schedule
 from .deformable_detr_r50_coco_50ep import dataloader, model, optimizer, train
 
 _NUM_TRAIN_IMAGES = 117266
 _BATCH_SIZE = 16
 _EPOCHS, _DECAY_EPOCH, _EVAL_EVERY_EPOCHS = 12, 11, 5
 
-train.max_iter = epochs_to_iters(_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 87950
-train.eval_period = epochs_to_iters(_EVAL_EVERY_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 36646
-train.checkpointer.period = epochs_to_iters(1, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 7329
 train.checkpointer.max_to_keep = 12  # all of them
 train.output_dir = "./output/deformable_detr_r50_coco_12ep"
 
-lr_multiplier = step_schedule(
-    max_iter=train.max_iter,
-    decay_iter=epochs_to_iters(_DECAY_EPOCH, _NUM_TRAIN_IMAGES, _BATCH_SIZE),  # 80620
+lr_multiplier = epoch_schedule(
+    train, _NUM_TRAIN_IMAGES, _BATCH_SIZE, _EPOCHS, _DECAY_EPOCH,
+    eval_every_epochs=_EVAL_EVERY_EPOCHS, checkpoint_every_epochs=1,
 )

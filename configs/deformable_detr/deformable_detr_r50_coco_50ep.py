@@ -11,7 +11,7 @@
 #                evaluations, the last at 329814, then the final one at 366456)
 from ..common.data.coco import dataloader
 from ..common.optim import AdamW as optimizer
-from ..common.schedule import epochs_to_iters, step_schedule
+from ..common.schedule import epoch_schedule
 from ..common.train import train
 from .models.deformable_detr_r50 import model
 
@@ -28,17 +28,14 @@ dataloader.train.total_batch_size = _BATCH_SIZE
 optimizer.lr = 2e-4
 optimizer.params.backbone_lr_factor = 0.1
 
-train.max_iter = epochs_to_iters(_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 366456
-train.eval_period = epochs_to_iters(_EVAL_EVERY_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 36646
 # A checkpoint every epoch (a COCO epoch is hours), keeping the 10 most recent (+ model_final).
-train.checkpointer.period = epochs_to_iters(1, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 7329
 train.checkpointer.max_to_keep = 10
 train.clip_grad.params.max_norm = 0.1
 # torchvision's ImageNet R50 converted to detectron2's format (see the KITTI config).
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
 train.output_dir = "./output/deformable_detr_r50_coco_50ep"
 
-lr_multiplier = step_schedule(
-    max_iter=train.max_iter,
-    decay_iter=epochs_to_iters(_DECAY_EPOCH, _NUM_TRAIN_IMAGES, _BATCH_SIZE),  # 293165
+lr_multiplier = epoch_schedule(
+    train, _NUM_TRAIN_IMAGES, _BATCH_SIZE, _EPOCHS, _DECAY_EPOCH,
+    eval_every_epochs=_EVAL_EVERY_EPOCHS, checkpoint_every_epochs=1,
 )

@@ -12,7 +12,7 @@
 #                                                  evaluation is the final one at 11600)
 from ..common.data.kitti import dataloader
 from ..common.optim import AdamW as optimizer
-from ..common.schedule import epochs_to_iters, step_schedule
+from ..common.schedule import epoch_schedule
 from ..common.train import train
 from .models.deformable_detr_r50 import model
 
@@ -29,16 +29,13 @@ dataloader.train.total_batch_size = _BATCH_SIZE
 optimizer.lr = 2e-4
 optimizer.params.backbone_lr_factor = 0.1
 
-train.max_iter = epochs_to_iters(_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 11600
-train.eval_period = epochs_to_iters(_EVAL_EVERY_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 1160
-train.checkpointer.period = train.eval_period
 train.clip_grad.params.max_norm = 0.1
 # torchvision's ImageNet R50 converted to detectron2's format (RGB, torchvision mean/std, the
 # stride-in-3x3 bottleneck that build_resnet uses for depth >= 50). Set "" to train from scratch.
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
 train.output_dir = "./output/deformable_detr_r50_kitti_50ep"
 
-lr_multiplier = step_schedule(
-    max_iter=train.max_iter,
-    decay_iter=epochs_to_iters(_DECAY_EPOCH, _NUM_TRAIN_IMAGES, _BATCH_SIZE),  # 9280
+lr_multiplier = epoch_schedule(
+    train, _NUM_TRAIN_IMAGES, _BATCH_SIZE, _EPOCHS, _DECAY_EPOCH,
+    eval_every_epochs=_EVAL_EVERY_EPOCHS,
 )

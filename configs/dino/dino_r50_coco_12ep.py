@@ -11,7 +11,7 @@
 #                36646 and 73292, then the final one at 87950)
 from ..common.data.coco import dataloader
 from ..common.optim import AdamW as optimizer
-from ..common.schedule import epochs_to_iters, step_schedule
+from ..common.schedule import epoch_schedule
 from ..common.train import train
 from .models.dino_r50 import model
 
@@ -26,15 +26,12 @@ dataloader.train.total_batch_size = _BATCH_SIZE
 optimizer.lr = 1e-4
 optimizer.params.backbone_lr_factor = 0.1
 
-train.max_iter = epochs_to_iters(_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 87950
-train.eval_period = epochs_to_iters(_EVAL_EVERY_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 36646
-train.checkpointer.period = epochs_to_iters(1, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 7329
 train.checkpointer.max_to_keep = 12
 train.clip_grad.params.max_norm = 0.1
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
 train.output_dir = "./output/dino_r50_coco_12ep"
 
-lr_multiplier = step_schedule(
-    max_iter=train.max_iter,
-    decay_iter=epochs_to_iters(_DECAY_EPOCH, _NUM_TRAIN_IMAGES, _BATCH_SIZE),  # 80620
+lr_multiplier = epoch_schedule(
+    train, _NUM_TRAIN_IMAGES, _BATCH_SIZE, _EPOCHS, _DECAY_EPOCH,
+    eval_every_epochs=_EVAL_EVERY_EPOCHS, checkpoint_every_epochs=1,
 )

@@ -6,18 +6,14 @@
 #   epoch 20  = 20 * 117266 / 16 = 146582.5 -> 146582 iterations (lr decay; round half to even)
 #   5 epochs  =  5 * 117266 / 16 =  36645.6 ->  36646 iterations (eval period: 4 periodic
 #                evaluations, the last at 146584, then the final one at 175899)
-from ..common.schedule import epochs_to_iters, step_schedule
+from ..common.schedule import epoch_schedule
 from .dino_r50_coco_12ep import dataloader, model, optimizer, train
 
 _NUM_TRAIN_IMAGES = 117266
 _BATCH_SIZE = 16
 _EPOCHS, _DECAY_EPOCH = 24, 20
 
-train.max_iter = epochs_to_iters(_EPOCHS, _NUM_TRAIN_IMAGES, _BATCH_SIZE)  # 175899
 train.checkpointer.max_to_keep = 24
 train.output_dir = "./output/dino_r50_coco_24ep"
 
-lr_multiplier = step_schedule(
-    max_iter=train.max_iter,
-    decay_iter=epochs_to_iters(_DECAY_EPOCH, _NUM_TRAIN_IMAGES, _BATCH_SIZE),  # 146582
-)
+lr_multiplier = epoch_schedule(train, _NUM_TRAIN_IMAGES, _BATCH_SIZE, _EPOCHS, _DECAY_EPOCH)
