@@ -20,6 +20,7 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
+from clock_distill.distill import DistillationHook, unwrap_distiller
 from clock_distill.engine import DETRTrainer
 from clock_distill.evaluation.kitti_evaluator import build_evaluator
 
@@ -57,10 +58,18 @@ def do_train(args, cfg):
         amp=cfg.train.amp.enabled,
     )
     checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # A Distiller gets its hook (teacher checks, KD warm-up, KD and teacher metrics, student
+    # export), configured by train.distill; before PeriodicWriter, which writes what it logs.
+    distill_hook = None
+    if unwrap_distiller(model) is not None:
+        distill_hook = DistillationHook(
+            cfg.train.output_dir, **{"teacher_loss_period": cfg.train.log_period, **cfg.train.get("distill", {})}
+        )
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            distill_hook,
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)

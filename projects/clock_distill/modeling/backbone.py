@@ -15,14 +15,17 @@ def build_resnet(
     out_features: Sequence[str] = ("res3", "res4", "res5"),
     freeze_at: int = 1,
     norm: str = "FrozenBN",
+    width: float = 1.0,
 ):
     """detectron2's ResNet at depth 18, 34, 50 or 101, for LazyCall.
 
     ``freeze_at`` follows detectron2: 0 trains everything, 1 freezes the stem, k freezes the
     stem and the first k-1 stages. ``norm="FrozenBN"`` keeps batch statistics frozen, as all
-    DETRs do with small per-GPU batches.
+    DETRs do with small per-GPU batches. ``width`` scales every stage's channels (and the
+    stem's): 0.5 gives a ResNet of a quarter of the compute, for small students trained from
+    scratch; ImageNet weights exist only for width 1.
     """
-    from detectron2.modeling.backbone import BasicStem, ResNet
+    from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
 
     if depth not in (18, 34, 50, 101):
         raise ValueError(f"ResNet depth must be 18, 34, 50 or 101, got {depth}")
@@ -30,9 +33,21 @@ def build_resnet(
     if depth >= 50:
         # torchvision-style bottleneck (stride in the 3x3), matching torchvision-converted weights.
         stage_kwargs["stride_in_1x1"] = False
-    stages = ResNet.make_default_stages(depth, **stage_kwargs)
+    if width == 1.0:
+        stages = ResNet.make_default_stages(depth, **stage_kwargs)
+    else:
+        outs = resnet_channels(depth, ("res2", "res3", "res4", "res5"), width)
+        ins = [_scaled(64, width)] + outs[:-1]
+        blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
+        stages = []
+        for n, stride, i, o in zip(blocks, [1, 2, 2, 2], ins, outs):
+            extra = {"bottleneck_channels": o // 4} if depth >= 50 else {}
+            stages.append(ResNet.make_stage(
+                block_class=BottleneckBlock if depth >= 50 else BasicBlock, num_blocks=n,
+                stride_per_block=[stride] + [1] * (n - 1), in_channels=i, out_channels=o, **stage_kwargs, **extra,
+            ))
     return ResNet(
-        stem=BasicStem(in_channels=3, out_channels=64, norm=norm),
+        stem=BasicStem(in_channels=3, out_channels=_scaled(64, width), norm=norm),
         stages=stages,
         out_features=list(out_features),
         freeze_at=freeze_at,
@@ -42,9 +57,17 @@ def build_resnet(
 RESNET_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
 
 
-def resnet_channels(depth: int, features: Sequence[str] = ("res3", "res4", "res5")) -> list[int]:
-    """Output channels of detectron2's ResNet stages ``res2..res5`` at ``depth``."""
-    return [RESNET_CHANNELS[depth]["res2 res3 res4 res5".split().index(f)] for f in features]
+def _scaled(channels: int, width: float) -> int:
+    c = int(round(channels * width))
+    if c % 32:
+        # GroupNorm ("GN") in detectron2 uses 32 groups.
+        raise ValueError(f"ResNet width {width} gives {c} channels from {channels}; use a width giving multiples of 32")
+    return c
+
+
+def resnet_channels(depth: int, features: Sequence[str] = ("res3", "res4", "res5"), width: float = 1.0) -> list[int]:
+    """Output channels of detectron2's ResNet stages ``res2..res5`` at ``depth`` and ``width``."""
+    return [_scaled(RESNET_CHANNELS[depth]["res2 res3 res4 res5".split().index(f)], width) for f in features]
 
 
 class ChannelMapper(nn.Module):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .layers.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
-__all__ = ["sigmoid_focal_loss", "SetCriterion", "get_world_size"]
+__all__ = ["sigmoid_focal_loss", "SetCriterion", "get_world_size", "mean_count_over_ranks"]
 
 Indices = Sequence[Tuple[Tensor, Tensor]]
 
@@ -61,6 +61,18 @@ def sigmoid_focal_loss(
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return loss.mean(1).sum() / num_boxes
+
+
+def mean_count_over_ranks(num: float, device: torch.device) -> float:
+    """A per-rank count (of target boxes, of distillation queries) averaged over DDP ranks and
+    clamped to >= 1: the loss normalizer. ``device`` is where the all-reduce runs (the model's
+    device, as NCCL needs)."""
+    world = get_world_size()
+    if world > 1:
+        total = torch.tensor([num], dtype=torch.float32, device=device)
+        torch.distributed.all_reduce(total)
+        num = total.item()
+    return max(num / world, 1.0)
 
 
 class SetCriterion(nn.Module):
@@ -134,13 +146,7 @@ class SetCriterion(nn.Module):
         """Number of target boxes in the batch, averaged over DDP ranks and
         clamped to >= 1 (the loss normalizer). ``device`` is where the
         all-reduce runs (the model's device, as NCCL needs)."""
-        num = float(sum(int(t["labels"].shape[0]) for t in targets))
-        world = get_world_size()
-        if world > 1:
-            total = torch.tensor([num], dtype=torch.float32, device=device)
-            torch.distributed.all_reduce(total)
-            num = total.item()
-        return max(num / world, 1.0)
+        return mean_count_over_ranks(float(sum(int(t["labels"].shape[0]) for t in targets)), device)
 
     @staticmethod
     def _src_permutation_idx(indices: Indices, device: torch.device) -> Tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from torch import nn
+from torch import Tensor, nn
 
 from .detr import DETRBase, EncoderOutput, QueryGroup
 from .transformer import EncoderProposals, sine_embed_boxes
@@ -58,3 +58,24 @@ class DeformableDETR(DETRBase):
         coords, enc_outputs = self.proposals(enc, self.num_queries)
         pos, content = self.pos_trans_norm(self.pos_trans(sine_embed_boxes(coords, D // 2))).split(D, dim=-1)
         return [QueryGroup(content, coords, pos)], {"enc_outputs": enc_outputs}
+
+    def queries_at(self, boxes: Tensor, content: Tensor, name: str = "distill") -> QueryGroup:
+        """Queries at given boxes (B, Q, 4), content (B, Q, D), fed as this model feeds its own.
+
+        - two-stage: the proposal-to-query path (sine embedding of the box, ``pos_trans``,
+          ``pos_trans_norm``) gives the positional query; the box is the reference. The path's
+          content half is not used (``content`` carries what the caller wants the query to say,
+          e.g. the target class); the path is detached so these queries are never learned.
+        - plain and box refinement: learned queries have a learned ``pos`` and no box, so the
+          positional query is the fixed sine embedding of the box (``sine_embed_boxes``, D/4
+          channels per coordinate, the two-stage embedding at width D): it tells the decoder the
+          box's centre *and* size, which a 2-d reference point alone cannot. The reference is the
+          box with box refinement, its centre (cx, cy) without, as for the learned queries.
+        """
+        D = self.embed_dim
+        if self.as_two_stage:
+            pos = self.pos_trans_norm(self.pos_trans(sine_embed_boxes(boxes, D // 2)))[..., :D].detach()
+            return QueryGroup(content, boxes, pos, name=name)
+        pos = sine_embed_boxes(boxes, D // 4).to(content.dtype)
+        reference = boxes if self.with_box_refine else boxes[..., :2]
+        return QueryGroup(content, reference, pos, name=name)

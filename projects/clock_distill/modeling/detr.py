@@ -304,35 +304,38 @@ class DETRBase(nn.Module):
         """Decode any number of query groups in one call; returns one DecoderOutput per group.
 
         Group 0 (the main queries) runs through every layer on its own tensors, so its outputs
-        are bit-identical with and without other groups. The other groups run together as a
-        second stream whose self-attention mask keeps each of them to itself (plus group 0's
-        keys when ``attend_to_main``); they never change group 0.
+        are bit-identical with and without other groups. The other groups run as at most two
+        more streams, each group kept to itself by the stream's self-attention mask: the groups
+        that see group 0's keys (``attend_to_main``, e.g. denoising), and the groups isolated
+        from it (e.g. distillation queries). They never change group 0, and an isolated group
+        decoded here computes exactly what it computes decoded alone as group 0 when it is the
+        only isolated group (the distiller's teacher and student then agree bit for bit).
         """
         if not query_groups:
             raise ValueError("decode needs at least one query group")
         main, extras = query_groups[0], list(query_groups[1:])
-        streams = [self._stream(main)]
-        if extras:
-            streams.append(self._merged_stream(extras, main.num_queries))
+        buckets = [b for b in ([i for i, g in enumerate(extras) if g.attend_to_main],
+                               [i for i, g in enumerate(extras) if not g.attend_to_main]) if b]
+        streams = [self._stream(main)] + [self._merged_stream([extras[i] for i in b], main.num_queries) for b in buckets]
         for layer_idx, layer in enumerate(self.decoder_layers):
             main_in = None
             for si, s in enumerate(streams):
                 pos = s["pos"] if s["pos"] is not None else self.query_pos(s["ref"], layer_idx)
                 if si == 0:
                     main_in = (s["tgt"], pos)
-                prefix = main_in if (si == 1 and s["sees_main"]) else None
+                prefix = main_in if s["sees_main"] else None
                 s["tgt"] = layer(s["tgt"], pos, s["ref"], enc, kv_prefix=prefix, attn_mask=s["mask"])
                 self._predict(s, layer_idx)
-        outputs = [self._outputs(streams[0])]
-        if extras:
-            merged = self._outputs(streams[1])
+        outputs: List[Optional[DecoderOutput]] = [None] * len(extras)
+        for bucket, stream in zip(buckets, streams[1:]):
+            merged = self._outputs(stream)
             start = 0
-            for g in extras:
-                sl = slice(start, start + g.num_queries)
-                outputs.append(DecoderOutput(*[[t[:, sl] for t in ts] for ts in (
-                    merged.logits, merged.boxes, merged.references, merged.hidden)]))
-                start += g.num_queries
-        return outputs
+            for i in bucket:
+                sl = slice(start, start + extras[i].num_queries)
+                outputs[i] = DecoderOutput(*[[t[:, sl] for t in ts] for ts in (
+                    merged.logits, merged.boxes, merged.references, merged.hidden)])
+                start += extras[i].num_queries
+        return [self._outputs(streams[0])] + outputs
 
     @staticmethod
     def _stream(g: QueryGroup) -> Dict:
@@ -350,6 +353,9 @@ class DETRBase(nn.Module):
         if len(ref_dims) != 1 or len(has_pos) != 1:
             raise ValueError("all non-main query groups must share the reference size (2 or 4) and all or none give pos")
         sees_main = any(g.attend_to_main for g in groups)
+        if len(groups) == 1 and not sees_main:
+            # Exactly as the group would run as group 0 (no mask where it has none).
+            return DETRBase._stream(groups[0])
         total = sum(g.num_queries for g in groups)
         device = groups[0].content.device
         offset = num_main if sees_main else 0
@@ -400,6 +406,18 @@ class DETRBase(nn.Module):
         """Return ``(groups, extras)``: the query groups to decode (group 0 = matching
         queries) and a dict of anything the losses need (e.g. encoder proposals)."""
         raise NotImplementedError
+
+    def queries_at(self, boxes: Tensor, content: Tensor, name: str = "distill") -> QueryGroup:
+        """A query group that asks this model about given boxes, fed the way the family feeds its
+        own queries; the distiller's target-aware and KD-DETR queries come from here.
+
+        boxes: (B, Q, 4) cxcywh in [0, 1] of the unpadded image; content: (B, Q, D).
+        The default serves families whose positional queries come from anchor boxes at every
+        layer (DAB-DETR, DINO): the box is the anchor. Families with other query paths override.
+        """
+        if self.ref_point_head is None:
+            raise NotImplementedError(f"{type(self).__name__} must define queries_at (its positional queries are not anchor-derived)")
+        return QueryGroup(content, boxes, None, name=name)
 
     def losses(self, outputs: List[DecoderOutput], extras: Dict, targets: List[Dict]) -> Dict[str, Tensor]:
         """Set-prediction losses on group 0 (+ aux layers and encoder proposals)."""

@@ -1,0 +1,7 @@
+# The DAB-DETR teacher on the built-in synthetic KITTI: the CPU-sized model of
+# configs/dab_detr/dab_detr_r18_kitti_synthetic.py (R18-GN, D=128, 3+3 layers, 100 queries), trained
+# 1000 steps of 4 images. Its model_final.pth is the teacher_weights of every
+# dab_detr_*_kitti_synthetic.py distillation config here.
+from ..dab_detr.dab_detr_r18_kitti_synthetic import dataloader, lr_multiplier, model, optimizer, train
+
+train.output_dir = "./output/clock_distill/dab_detr_teacher_kitti_synthetic"

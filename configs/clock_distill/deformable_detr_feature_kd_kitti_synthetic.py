@@ -1,0 +1,16 @@
+# The Deformable DETR student distilled from the Deformable DETR teacher with the neck-feature KD baseline (FGD-style masks) on the
+# built-in synthetic KITTI. Same data and schedule as deformable_detr_student_kitti_synthetic.py (imported
+# from it); the teacher is deformable_detr_teacher_kitti_synthetic.py's model_final.pth.
+from ..common.distill import distiller
+from .deformable_detr_student_kitti_synthetic import dataloader, lr_multiplier, optimizer, train
+from .deformable_detr_student_kitti_synthetic import model as student
+from .deformable_detr_teacher_kitti_synthetic import dataloader as teacher_dataloader
+from .deformable_detr_teacher_kitti_synthetic import model as teacher
+from .deformable_detr_teacher_kitti_synthetic import train as teacher_train
+
+model = distiller(
+    student, teacher, "configs/clock_distill/deformable_detr_teacher_kitti_synthetic.py", teacher_train.output_dir,
+    dataloader.train.dataset.names, teacher_dataloader.train.dataset.names, method="feature_kd",
+)
+train.distill = dict(warmup_iters=50)
+train.output_dir = "./output/clock_distill/deformable_detr_feature_kd_kitti_synthetic"
