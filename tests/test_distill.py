@@ -143,6 +143,20 @@ def test_check_teacher_refuses_an_unfrozen_or_changed_teacher(tmp_path):
         model.check_teacher()
 
 
+def test_state_fingerprint_sees_every_parameter_and_buffer():
+    from clock_distill.distill import state_fingerprint
+
+    m = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.Linear(2, 2).to(torch.bfloat16))
+    before = state_fingerprint(m)
+    assert state_fingerprint(m) == before
+    m[0].num_batches_tracked += 1  # a 0-dim buffer
+    assert state_fingerprint(m) != before
+    after_buffer = state_fingerprint(m)
+    with torch.no_grad():
+        m[1].weight[0, 0] = m[1].weight[0, 0].item() + 1  # a bf16 parameter
+    assert state_fingerprint(m) != after_buffer
+
+
 def test_eval_mode_is_the_student_alone(tmp_path):
     model = _pair(tmp_path, "dino", **_clockdistill())
     model.eval()
@@ -327,6 +341,18 @@ def test_an_image_without_objects_adds_nothing(tmp_path):
         assert two[k].item() == pytest.approx(one[k].item(), rel=1e-5), k
 
 
+def test_half_width_resnet_for_small_students():
+    from clock_distill.modeling import build_resnet, resnet_channels
+
+    backbone = build_resnet(18, out_features=("res4", "res5"), freeze_at=0, norm="GN", width=0.5)
+    out = backbone(torch.rand(1, 3, 64, 96))
+    assert [out[k].shape[1] for k in ("res4", "res5")] == resnet_channels(18, ("res4", "res5"), 0.5) == [128, 256]
+    full = sum(p.numel() for p in build_resnet(18, freeze_at=0, norm="GN").parameters())
+    assert sum(p.numel() for p in backbone.parameters()) < 0.3 * full
+    with pytest.raises(ValueError, match="multiples of 32"):
+        resnet_channels(18, ("res2",), 0.3)
+
+
 # ------------------------------------------------------------------------------ LCMD
 def test_lcmd_mask_and_scale_on_a_hand_made_box():
     # One image, unpadded 64x128 px inside a 64x160 padded batch; levels at strides 16 and 32.
@@ -426,7 +452,7 @@ def test_layer_pairs():
 def test_tcld_alone_shrinks_the_student_teacher_gap(tmp_path):
     """Learning test: trained with TCLD alone (no detection loss, weight 'none'), a student's
     outputs on the target-aware queries approach the teacher's: the gap falls below 40% of its
-    start within 40 steps (measured: 11%)."""
+    start within 60 steps (measured: 21%, 27.7 -> 5.8)."""
     model = _pair(tmp_path, "dino", student_dim=32, teacher_dim=48,
                   logit_loss=LogitDistillLoss(weight_mode="none"), distill_queries=TargetQueries())
     model.train()
@@ -434,7 +460,7 @@ def test_tcld_alone_shrinks_the_student_teacher_gap(tmp_path):
     kd_keys = ("loss_tcld_cls", "loss_tcld_bbox", "loss_tcld_giou")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gaps = []
-    for _ in range(40):
+    for _ in range(60):
         losses = model(batch)
         kd = sum(losses[k] for k in kd_keys)
         gaps.append(kd.item())

@@ -69,7 +69,8 @@ def state_fingerprint(module: nn.Module) -> str:
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape: 0-dim tensors (e.g. BatchNorm's num_batches_tracked) cannot be viewed as bytes.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -8,7 +8,8 @@ default trainer (``tools/lazyconfig_train_net.py`` registers it when the model i
 - after each step, to EventStorage (so metrics.json, the console and TensorBoard get them):
   ``kd/scale``, ``kd/num_queries`` (distillation queries in the batch), ``kd/weight_mean`` (the
   mean TCLD weight w_q: how sure the teacher is on the targets) and, every
-  ``teacher_loss_period`` steps, ``teacher/loss_*``: the teacher's own detection losses on the
+  ``teacher_loss_period`` steps, ``teacher/loss_{class,bbox,giou}`` (last layer) and
+  ``teacher/total_loss`` (all its weighted terms): the teacher's own detection losses on the
   batch, so a bad teacher shows. The KD terms themselves are in the loss dict, which the trainer
   logs (``loss_lcmd``, ``loss_tcld_*``, ...);
 - after a finished training: the teacher is checked bit-identical again, and the student alone
@@ -81,7 +82,10 @@ class DistillationHook(HookBase):
             storage.put_scalar(f"kd/{k}", float(v))
         if d.teacher_losses is not None:
             values = {k: float(v) for k, v in d.teacher_losses.items()}
-            storage.put_scalars(**{f"teacher/{k}": v for k, v in values.items()}, smoothing_hint=False)
+            # The last layer's terms and the weighted total of all (aux, encoder; the teacher runs
+            # in eval mode, so DINO's denoising terms are zero and left out of the console).
+            last = {k: values[k] for k in d.teacher.criterion.loss_keys if k in values}
+            storage.put_scalars(**{f"teacher/{k}": v for k, v in last.items()}, smoothing_hint=False)
             storage.put_scalar("teacher/total_loss", sum(values.values()), smoothing_hint=False)
             d.teacher_losses = None
 

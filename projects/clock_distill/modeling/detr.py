@@ -307,9 +307,9 @@ class DETRBase(nn.Module):
         are bit-identical with and without other groups. The other groups run as at most two
         more streams, each group kept to itself by the stream's self-attention mask: the groups
         that see group 0's keys (``attend_to_main``, e.g. denoising), and the groups isolated
-        from it (e.g. distillation queries). They never change group 0, and an isolated group
-        decoded here computes exactly what it computes decoded alone as group 0 when it is the
-        only isolated group (the distiller's teacher and student then agree bit for bit).
+        from it (e.g. distillation queries). They never change group 0, and a sole isolated group
+        goes through the same operations as when it is decoded alone as group 0 (so a teacher
+        decoding the distiller's queries alone computes what the student computes for them).
         """
         if not query_groups:
             raise ValueError("decode needs at least one query group")
