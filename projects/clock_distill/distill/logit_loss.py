@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..modeling.detr import DecoderOutput
-from ..modeling.layers import box_cxcywh_to_xyxy
-from ..modeling.layers.box_ops import elementwise_box_iou, elementwise_generalized_box_iou
+from ..modeling.layers import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
 
 __all__ = ["LogitDistillLoss", "kl_divergence", "query_weights", "layer_pairs"]
 

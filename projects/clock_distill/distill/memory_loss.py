@@ -16,7 +16,7 @@ Shapes: B images, N = sum_l H_l*W_l tokens (levels flattened finest first), D ch
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +122,10 @@ class MemoryDistillLoss(nn.Module):
             override it when given.
     """
 
-    def __init__(self, weight: float = 1.0, mask: str = "box", preset: str = "fgd", alpha: float = None, beta: float = None):
+    def __init__(
+        self, weight: float = 1.0, mask: str = "box", preset: str = "fgd",
+        alpha: Optional[float] = None, beta: Optional[float] = None,
+    ):
         super().__init__()
         if preset not in LCMD_PRESETS:
             raise ValueError(f"preset={preset!r}: expected one of {list(LCMD_PRESETS)}")
