@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..modeling.detr import QueryGroup
+from ..modeling.layers import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 
 __all__ = ["DistillPoints", "TargetQueries", "KDDETRQueries", "class_code", "point_query_groups"]
 
@@ -71,7 +72,7 @@ def class_code(num_classes: int, dim: int, device=None, dtype=torch.float32) -> 
     return torch.randn(num_classes, dim, generator=g).to(device=device, dtype=dtype)
 
 
-def _padded(per_image: Sequence[Tensor], fill: float, width: Optional[int] = None) -> Tensor:
+def _padded(per_image: Sequence[Tensor], fill: float) -> Tensor:
     """Stack (n_i, ...) tensors into (B, max n_i, ...) with ``fill`` after each."""
     n = max((t.shape[0] for t in per_image), default=0)
     shape = (len(per_image), n) + tuple(per_image[0].shape[1:])
@@ -153,8 +154,7 @@ class KDDETRQueries:
         if self.num_random:
             c = torch.rand(B, self.num_random, 2, device=device)
             wh = torch.rand(B, self.num_random, 2, device=device) * 0.45 + 0.05
-            xyxy = torch.cat([c - wh / 2, c + wh / 2], -1).clamp(0.0, 1.0)
-            parts.append(torch.cat([(xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]], -1))
+            parts.append(box_xyxy_to_cxcywh(box_cxcywh_to_xyxy(torch.cat([c, wh], -1)).clamp(0.0, 1.0)))
         boxes = torch.cat(parts, 1).to(teacher_enc.memory.dtype)
         labels = torch.full(boxes.shape[:2], -1, dtype=torch.long, device=device)
         return DistillPoints(boxes, labels, torch.ones_like(labels, dtype=torch.bool), 1, self.attention, "zero")
