@@ -38,7 +38,7 @@ test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) tools/benchmark.py
+	$(PY) tools/benchmark.py eval
 
 clean:
 	rm -rf $(VENV) .cache output

@@ -265,6 +265,27 @@ def test_dino_look_forward_twice():
     model.eval()
 
 
+def test_look_forward_twice_reaches_one_layer_back_only():
+    """The last layer's box loss trains its own box head and the previous layer's (through the
+    previous box), never an earlier one: DINO builds each layer's box from the detached
+    reference. 3 layers with unshared heads, so each head belongs to one layer."""
+    torch.manual_seed(0)
+    model = tiny_dino(D, num_queries=Q, num_classes=C, dec_layers=3, share_heads=False).train()
+    enc = model.encode(model.preprocess_image(make_inputs()))
+    groups, _ = model.build_query_groups(enc, None)
+    out = model.decode(enc, groups)[0]
+    model.zero_grad(set_to_none=True)
+    out.boxes[-1].sum().backward()
+    grads = [model.bbox_embed[i].layers[-1].weight.grad for i in range(3)]
+    assert grads[2] is not None and grads[2].abs().sum() > 0
+    assert grads[1] is not None and grads[1].abs().sum() > 0
+    assert grads[0] is None or grads[0].abs().sum() == 0
+    # Values are unchanged by where the gradient is cut: the next reference is the box.
+    for i in range(2):
+        torch.testing.assert_close(out.references[i + 1], out.boxes[i].detach())
+    model.eval()
+
+
 def test_dino_dn_losses_are_computed_without_matching():
     """The DN losses equal the criterion's terms on the fixed assignment (positive j -> GT j),
     normalized by num_boxes * groups; the matcher is never called for them."""

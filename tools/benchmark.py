@@ -1,24 +1,33 @@
 #!/usr/bin/env python
-"""`make bench`: speed measurements, never asserted in tests.
+"""Benchmarks, never asserted in tests.
 
-    python tools/benchmark.py [--only kitti_eval coco_eval] [--json output/bench.json]
+    python tools/benchmark.py eval [--only kitti_eval coco_eval] [--json output/bench.json]
+    python tools/benchmark.py distill --profile quick [--only FAMILY/METHOD/SEED ...] [--list]
+        [--aggregate-only] [--results benchmarks/results/PROFILE] [--work output/bench/PROFILE]
 
+eval:
 - kitti_eval: the official KITTI 2D AP on a KITTI-val-sized problem (3,769 images x 100 detections).
 - coco_eval: pycocotools COCOeval vs faster-coco-eval on a COCO-val-sized problem (5,000 images).
+
+distill: the distillation table (clock_distill.evaluation.distill_bench). Each cell (family /
+method / seed) is one run of tools/lazyconfig_train_net.py; a finished cell writes
+RESULTS/cells/FAMILY__METHOD__sSEED.json and is skipped next time (--only recomputes the named
+cells); an interrupted cell resumes from its last checkpoint under WORK. Then RESULTS/distill.json
+and RESULTS/results.md are rebuilt from all cell files. Profiles: quick (2 CPU cores, synthetic
+KITTI), smoke (2 steps on a tiny set), full (paper scale on real KITTI, GPU).
 """
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=("kitti_eval", "coco_eval"), default=("kitti_eval", "coco_eval"))
-    p.add_argument("--json", type=Path, default=Path("output/bench.json"))
-    args = p.parse_args(argv)
 
+def run_eval(args) -> int:
     results = {}
     if "kitti_eval" in args.only:
         from clock_distill.evaluation.bench_kitti import bench_kitti_eval
@@ -34,6 +43,61 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {args.json}")
     return 0
+
+
+def run_distill(args) -> int:
+    from clock_distill.evaluation.distill_bench import PROFILES, aggregate, profile_cells, run_cell
+
+    profile = PROFILES[args.profile]
+    results = args.results or REPO / "benchmarks" / "results" / profile.name
+    work = (args.work or REPO / "output" / "bench" / profile.name).resolve()
+    cells_dir = results / "cells"
+    try:
+        cells = profile_cells(profile, args.only)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        for c in cells:
+            done = (cells_dir / f"{c.file_stem}.json").exists()
+            print(f"{'done' if done else 'todo'}  {c.name:40s} {c.config} {' '.join(c.overrides)}")
+        return 0
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if profile.name == "smoke":
+        from clock_distill.data.synthetic import ensure_synthetic_kitti
+
+        data = work / "datasets"
+        ensure_synthetic_kitti(data / "kitti_synthetic", width=160, height=48, splits={"train": 6, "tune": 2, "val": 4})
+        env["DETECTRON2_DATASETS"] = str(data)
+    if not args.aggregate_only:
+        todo = [c for c in cells if args.only or not (cells_dir / f"{c.file_stem}.json").exists()]
+        print(f"profile {profile.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
+        t0 = time.perf_counter()
+        for i, cell in enumerate(todo):
+            print(f"cell {i + 1}/{len(todo)} ({(time.perf_counter() - t0) / 60:.0f} min so far)")
+            run_cell(cell, profile, cells_dir, work, REPO, env=env)
+    summary = aggregate(profile, cells_dir, results)
+    print((results / "results.md").read_text())
+    print(f"wrote {results / 'distill.json'} and {results / 'results.md'} ({sum(len(v) for v in summary['distill'].values())} rows)")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("eval", help="evaluator speed")
+    e.add_argument("--only", nargs="+", choices=("kitti_eval", "coco_eval"), default=("kitti_eval", "coco_eval"))
+    e.add_argument("--json", type=Path, default=Path("output/bench.json"))
+    d = sub.add_parser("distill", help="the distillation table, cell by cell")
+    d.add_argument("--profile", default="quick", choices=("quick", "smoke", "full"))
+    d.add_argument("--only", nargs="+", metavar="FAMILY/METHOD/SEED", help="run (again) only these cells")
+    d.add_argument("--list", action="store_true", help="list the cells and whether each is done")
+    d.add_argument("--aggregate-only", action="store_true", help="only rebuild distill.json and results.md")
+    d.add_argument("--results", type=Path, help="default benchmarks/results/PROFILE (committed)")
+    d.add_argument("--work", type=Path, help="checkpoints and logs, default output/bench/PROFILE (not committed)")
+    args = p.parse_args(argv)
+    return run_eval(args) if args.cmd == "eval" else run_distill(args)
 
 
 if __name__ == "__main__":

@@ -6,4 +6,5 @@ from ..common.distill import synthetic_student
 from ..dab_detr.dab_detr_r18_kitti_synthetic import dataloader, lr_multiplier, model, optimizer, train
 
 model = synthetic_student(model)
+train.init_checkpoint = "synthetic-pretrained://R-18-w0.5"
 train.output_dir = "./output/clock_distill/dab_detr_student_kitti_synthetic"

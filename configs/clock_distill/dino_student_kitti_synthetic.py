@@ -6,4 +6,5 @@ from ..common.distill import synthetic_student
 from ..dino.dino_r18_kitti_synthetic import dataloader, lr_multiplier, model, optimizer, train
 
 model = synthetic_student(model)
+train.init_checkpoint = "synthetic-pretrained://R-18-w0.5"
 train.output_dir = "./output/clock_distill/dino_student_kitti_synthetic"

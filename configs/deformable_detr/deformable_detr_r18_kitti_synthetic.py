@@ -1,5 +1,5 @@
 # A Deformable DETR (two-stage, box refinement) sized for CPU on the built-in synthetic KITTI:
-# R18 with GroupNorm (no pretrained weights here, so no frozen BN), D=128, 3+3 layers, 100 queries,
+# R18 (frozen BN, stem frozen, from the synthetic-pretrained weights), D=128, 3+3 layers, 100 queries,
 # 3 levels at strides 16, 32 and 64 (C4, C5 and one extra level). Starting at C4 instead of C3
 # gives a quarter of the encoder tokens and halves the step time on 2 CPU cores (2.2 -> 1.1 s).
 # Data and training recipe: configs/common/kitti_synthetic_cpu.py.
@@ -7,8 +7,6 @@ from ..common.kitti_synthetic_cpu import dataloader, lr_multiplier, optimizer, t
 from .models.deformable_detr_r18 import model
 
 model.num_classes = 3
-model.backbone.norm = "GN"
-model.backbone.freeze_at = 0
 model.backbone.out_features = ("res4", "res5")
 model.neck.in_features = ("res4", "res5")
 model.neck.in_channels = (256, 512)

@@ -1,14 +1,12 @@
 # A DINO sized for CPU on the built-in synthetic KITTI, trained like
 # deformable_detr_r18_kitti_synthetic.py (same data, levels, schedule, lr and batch) for comparison:
-# R18 with GroupNorm (from scratch), 3 levels at strides 16, 32, 64 (C4, C5, one extra), D=128,
+# R18 (frozen BN, stem frozen, from the synthetic-pretrained weights), 3 levels at strides 16, 32, 64 (C4, C5, one extra), D=128,
 # 3+3 layers, 100 queries, up to 20 positive + 20 negative denoising queries per image.
 # Data and training recipe: configs/common/kitti_synthetic_cpu.py.
 from ..common.kitti_synthetic_cpu import dataloader, lr_multiplier, optimizer, train
 from .models.dino_r18 import model
 
 model.num_classes = 3
-model.backbone.norm = "GN"
-model.backbone.freeze_at = 0
 model.backbone.out_features = ("res4", "res5")
 model.neck.in_features = ("res4", "res5")
 model.neck.in_channels = (256, 512)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 # The official difficulty limits live with the metric (numpy-only), the one source of truth.
 from ..evaluation.kitti import DIFFICULTIES, MAX_OCCLUSION, MAX_TRUNCATION, MIN_HEIGHT
@@ -209,8 +209,12 @@ def register_kitti(
     root: str | os.PathLike,
     split: str,
     classes: Sequence[str] = KITTI_CLASSES,
+    prepare: Optional[Callable[[], object]] = None,
 ) -> None:
     """Register a KITTI split in DatasetCatalog/MetadataCatalog under ``name``.
+
+    ``prepare`` runs each time the split is loaded, before reading (e.g. generate a synthetic
+    set on first use, as torchvision's ``download=True``).
 
     Metadata: ``thing_classes``, ``evaluator_type="kitti"``, ``kitti_root``, ``kitti_split``.
     Registering the same name again with the same arguments is a no-op; with different
@@ -233,7 +237,12 @@ def register_kitti(
             f"dataset {name!r} is already registered with other arguments "
             f"(root={getattr(meta, 'kitti_root', None)!r}, split={getattr(meta, 'kitti_split', None)!r})"
         )
-    DatasetCatalog.register(name, lambda: load_kitti_instances(root, split, classes))
+    def load():
+        if prepare is not None:
+            prepare()
+        return load_kitti_instances(root, split, classes)
+
+    DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
         thing_classes=list(classes), evaluator_type="kitti", kitti_root=root, kitti_split=split
     )
@@ -244,11 +253,12 @@ def register_kitti_splits(
     root: str | os.PathLike,
     splits: Sequence[str] = ("train", "val"),
     classes: Sequence[str] = KITTI_CLASSES,
+    prepare: Optional[Callable[[], object]] = None,
 ) -> list[str]:
     """Register ``{prefix}_{split}`` for each split; returns the dataset names."""
     names = []
     for split in splits:
-        register_kitti(f"{prefix}_{split}", root, split, classes)
+        register_kitti(f"{prefix}_{split}", root, split, classes, prepare)
         names.append(f"{prefix}_{split}")
     return names
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
 from .kitti import format_kitti_label_line
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1  # bump when a scene for the same (seed, i) changes
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 192
 
 # type: (metric height m, (width/height aspect range), sampling weight, (h, w, l) dims in m)
@@ -257,44 +259,119 @@ def generate_scene(rng: np.random.Generator, width: int = DEFAULT_WIDTH, height:
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
+# The standard synthetic set: ``train`` to train on, ``tune`` for every choice that is tuned,
+# ``val`` reported and never tuned on. 400 val images hold >= 100 Moderate objects of each class
+# (Cyclist is the rarest, ~0.3 per image), so the devkit's 41-point recall grid does not cap AP.
+STANDARD_SPLITS = {"train": 1000, "tune": 200, "val": 400}
+
+
 def generate_synthetic_kitti(
     out: str | Path,
-    num_images: int = 200,
+    num_images: Optional[int] = None,
     seed: int = 0,
     width: int = DEFAULT_WIDTH,
     height: int = DEFAULT_HEIGHT,
     val_every: int = 5,
+    splits: Optional[Mapping[str, int]] = None,
 ) -> dict:
     """Write a synthetic KITTI root at ``out`` and return its manifest.
 
-    Image ``i`` depends only on (seed, i), so the first N images are the same for any
-    ``num_images`` >= N. Every ``val_every``-th image goes to ``ImageSets/val.txt``, the rest
-    to ``train.txt``. ``synthetic.json`` records the arguments.
+    Image ``i`` depends only on (seed, i). Two layouts:
+    - ``splits`` (default :data:`STANDARD_SPLITS` when ``num_images`` is None): consecutive blocks
+      of image ids, one ``ImageSets/{split}.txt`` per entry, in the given order;
+    - ``num_images``: every ``val_every``-th image goes to ``val.txt``, the rest to ``train.txt``
+      (the first N images are then the same for any ``num_images`` >= N).
+    ``synthetic.json`` records the arguments.
     """
     import cv2
 
-    if num_images < 2:
-        raise ValueError(f"num_images must be >= 2 (one train and one val image), got {num_images}")
+    if num_images is not None and splits is not None:
+        raise ValueError("give num_images (train/val by val_every) or splits, not both")
+    if num_images is None and splits is None:
+        splits = STANDARD_SPLITS
+    if splits is not None:
+        bad = {k: v for k, v in splits.items() if not isinstance(v, int) or v < 1}
+        if bad or not splits:
+            raise ValueError(f"splits must map split names to image counts >= 1, got {dict(splits)}")
+        total = sum(splits.values())
+        assign = [name for name, n in splits.items() for _ in range(n)]
+    else:
+        if num_images < 2:
+            raise ValueError(f"num_images must be >= 2 (one train and one val image), got {num_images}")
+        total = num_images
+        assign = ["val" if i % val_every == val_every - 1 else "train" for i in range(total)]
     if width < 64 or height < 32:
         raise ValueError(f"image size {width}x{height} is too small; use at least 64x32")
     out = Path(out)
     img_dir, lbl_dir, sets = out / "training" / "image_2", out / "training" / "label_2", out / "ImageSets"
     for d in (img_dir, lbl_dir, sets):
         d.mkdir(parents=True, exist_ok=True)
-    train, val = [], []
-    for i in range(num_images):
+    members: Dict[str, List[str]] = {name: [] for name in dict.fromkeys(assign)}
+    for i in range(total):
         image_id = f"{i:06d}"
         rng = np.random.default_rng([seed, i])
         image, objects = generate_scene(rng, width, height)
         cv2.imwrite(str(img_dir / f"{image_id}.png"), image[:, :, ::-1])
         (lbl_dir / f"{image_id}.txt").write_text("".join(format_kitti_label_line(o) + "\n" for o in objects))
-        (val if i % val_every == val_every - 1 else train).append(image_id)
-    (sets / "train.txt").write_text("\n".join(train) + "\n")
-    (sets / "val.txt").write_text("\n".join(val) + "\n")
-    (sets / "trainval.txt").write_text("\n".join(sorted(train + val)) + "\n")
-    manifest = {
-        "generator_version": GENERATOR_VERSION, "num_images": num_images, "seed": seed,
-        "width": width, "height": height, "val_every": val_every,
-    }
+        members[assign[i]].append(image_id)
+    for name, ids in members.items():
+        (sets / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    (sets / "trainval.txt").write_text("\n".join(sorted(members.get("train", []) + members.get("val", []))) + "\n")
+    manifest = synthetic_manifest(num_images, seed, width, height, val_every, splits)
+    # Written last: a manifest means the set is complete (ensure_synthetic_kitti relies on it).
     (out / "synthetic.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def synthetic_manifest(num_images, seed, width, height, val_every, splits) -> dict:
+    """What ``synthetic.json`` holds for these arguments (compared to decide reuse)."""
+    m = {"generator_version": GENERATOR_VERSION, "seed": seed, "width": width, "height": height}
+    if splits is not None:
+        m["splits"] = dict(splits)
+    else:
+        m.update(num_images=num_images, val_every=val_every)
+    return m
+
+
+def ensure_synthetic_kitti(
+    out: str | Path,
+    seed: int = 0,
+    width: int = DEFAULT_WIDTH,
+    height: int = DEFAULT_HEIGHT,
+    splits: Optional[Mapping[str, int]] = None,
+    num_images: Optional[int] = None,
+    log=print,
+) -> bool:
+    """Generate the set at ``out`` unless ``synthetic.json`` there records the same arguments.
+    Returns True if it generated. Deterministic, so regenerating gives the same files."""
+    if num_images is None and splits is None:
+        splits = STANDARD_SPLITS
+    out = Path(out)
+    wanted = synthetic_manifest(num_images, seed, width, height, 5, splits)
+    manifest = out / "synthetic.json"
+    if manifest.exists():
+        have = json.loads(manifest.read_text())
+        if have == wanted:
+            return False
+        log(f"{manifest} was made with {have}; regenerating with {wanted}")
+    t0 = time.perf_counter()
+    n = sum(splits.values()) if splits is not None else num_images
+    log(f"generating the synthetic KITTI set at {out} ({n} images, {wanted}) ...")
+    generate_synthetic_kitti(out, num_images, seed, width, height, splits=splits)
+    log(f"wrote {n} synthetic KITTI images to {out} in {time.perf_counter() - t0:.1f} s")
+    return True
+
+
+def synthetic_on_first_use(root: str | Path):
+    """A ``prepare`` callable for :func:`register_kitti`: the first load of a split under an
+    empty ``root`` generates the standard set there (logged). A root that already holds a KITTI
+    layout (a generated set of any size, or real data) is used as it is."""
+    root = Path(root)
+
+    def prepare():
+        if not (root / "synthetic.json").exists() and not (root / "training").exists():
+            import logging
+
+            ensure_synthetic_kitti(root, log=logging.getLogger("clock_distill.data").warning)
+
+    return prepare

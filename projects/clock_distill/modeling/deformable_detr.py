@@ -44,6 +44,8 @@ class DeformableDETR(DETRBase):
             nn.init.xavier_uniform_(self.reference_points.weight)
             nn.init.zeros_(self.reference_points.bias)
 
+        self.xavier_init_transformer()  # Deformable DETR's DeformableTransformer._reset_parameters
+
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):
         """Group 0: (B, num_queries) learned queries or top-k proposals; extras hold the
         encoder proposals' outputs for the two-stage loss."""

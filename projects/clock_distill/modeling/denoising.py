@@ -111,6 +111,8 @@ def build_cdn_queries(
             u[:, 1] += 1.0  # negatives
             xyxy = (xyxy + sign * u * half * box_noise_scale).clamp(0.0, 1.0)
             bx = box_xyxy_to_cxcywh(xyxy)
+        # DINO takes the logit of these boxes with eps 1e-3: keep them as far from 0 and 1.
+        bx = bx.clamp(1e-3, 1 - 1e-3)
         labels[b, :, :, :n] = lab
         boxes[b, :, :, :n] = bx
     labels, boxes = labels.flatten(2), boxes.flatten(2, 3)  # (B, G, 2P), (B, G, 2P, 4)

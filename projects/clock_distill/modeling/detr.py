@@ -381,21 +381,31 @@ class DETRBase(nn.Module):
         return s
 
     def _predict(self, s: Dict, layer_idx: int) -> None:
-        """Heads on one stream after a layer; refine its references if box_refine."""
+        """Heads on one stream after a layer; refine its references if box_refine.
+
+        Look-forward-twice (DINO): layer i's box is ``sigmoid(delta_i + logit(b_{i-1}))`` where
+        ``b_{i-1} = sigmoid(delta_{i-1} + logit(ref_{i-1}))`` keeps the gradient of layer i-1's
+        box head but starts from the *detached* reference ``ref_{i-1}``; so a layer's loss reaches
+        its own box head and the one before it, never further back.
+        """
         hidden = self.decoder_norm(s["tgt"]) if self.decoder_norm is not None else s["tgt"]
-        ref_in = s["ref_grad"] if self.look_forward_twice else s["ref"]
         delta = self.bbox_embed[layer_idx](hidden)
-        if ref_in.shape[-1] == 4:
-            boxes = (delta + inverse_sigmoid(ref_in)).sigmoid()
-        else:
-            boxes = torch.cat([delta[..., :2] + inverse_sigmoid(ref_in), delta[..., 2:]], -1).sigmoid()
+
+        def refine(ref: Tensor) -> Tensor:
+            if ref.shape[-1] == 4:
+                return (delta + inverse_sigmoid(ref)).sigmoid()
+            return torch.cat([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]], -1).sigmoid()
+
+        boxes = refine(s["ref_grad"]) if self.look_forward_twice else refine(s["ref"])
         s["refs"].append(s["ref"])
         s["logits"].append(self.class_embed[layer_idx](hidden))
         s["boxes"].append(boxes)
         s["hidden"].append(hidden)
         if self.box_refine:
-            s["ref_grad"] = boxes
-            s["ref"] = boxes.detach()
+            # Same values as ``boxes``; only the gradient path differs (one layer back at most).
+            nxt = refine(s["ref"]) if self.look_forward_twice else boxes
+            s["ref_grad"] = nxt
+            s["ref"] = nxt.detach()
 
     @staticmethod
     def _outputs(s: Dict) -> DecoderOutput:

@@ -55,6 +55,7 @@ class DINO(DETRBase):
         self.proposals = EncoderProposals(D, self.num_classes, class_agnostic=False)
         self.tgt_embed = nn.Embedding(self.num_queries, D)
         self.label_enc = nn.Embedding(self.num_classes, D)
+        self.xavier_init_transformer()  # DINO's DeformableTransformer._reset_parameters
 
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):
         """Group 0: learned content (B, num_queries, D) on the top-k proposal boxes (B, Q, 4).

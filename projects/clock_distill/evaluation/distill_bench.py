@@ -1,0 +1,302 @@
+"""The distillation benchmark: a profile is a set of cells (family / method / seed), each one
+training run of the standard script, resumable and skipped once its result file exists.
+
+A cell writes ``RESULTS/cells/FAMILY__METHOD__sSEED.json`` (config, overrides, command, seed,
+commit, wall time, s/iter, the KITTI AP_R40 table on val); checkpoints stay under ``--work``
+(outside git). Teachers are cells too; every other cell of a family distills from the teacher
+cell's ``model_final.pth``. :func:`aggregate` turns the cells into ``distill.json`` and
+``results.md`` (mean ± std over seeds, gain over ``student``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["Cell", "PROFILES", "profile_cells", "run_cell", "aggregate", "METHODS", "FAMILIES"]
+
+FAMILIES = ("dab_detr", "deformable_detr", "dino")
+METHODS = ("teacher", "student", "clockdistill", "lcmd_only", "tcld_only", "kd_detr", "feature_kd")
+CLASSES = ("Car", "Pedestrian", "Cyclist")
+# method -> (config stem, extra overrides): the ablations are overrides of the CLoCKDistill config.
+_SYNTHETIC = {
+    "teacher": ("teacher", ()),
+    "student": ("student", ()),
+    "clockdistill": ("clockdistill", ()),
+    "lcmd_only": ("clockdistill", ("model.logit_loss=None", "model.distill_queries=None")),
+    "tcld_only": ("clockdistill", ("model.memory_loss=None",)),
+    "kd_detr": ("kd_detr", ()),
+    "feature_kd": ("feature_kd", ()),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    profile: str
+    family: str
+    method: str
+    seed: int
+    config: str
+    overrides: Tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}/{self.method}/{self.seed}"
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.family}__{self.method}__s{self.seed}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """``seeds[method]``: the seeds of each method; ``config_pattern`` with ``methods[method]``
+    (config stem, extra overrides) gives each cell's config; ``overrides`` go to every cell."""
+
+    name: str
+    families: Tuple[str, ...]
+    seeds: Dict[str, Tuple[int, ...]]
+    config_pattern: str
+    overrides: Tuple[str, ...] = ()
+    methods: Dict[str, Tuple[str, Tuple[str, ...]]] = field(default_factory=lambda: dict(_SYNTHETIC))
+    teacher_seed: int = 42
+    description: str = ""
+
+
+_SEEDS3 = (1, 2, 3)
+PROFILES: Dict[str, Profile] = {
+    # 2 CPU cores: every cell is the family's synthetic config as it is (1000 steps of 4 images,
+    # pretrained R18 backbones), evaluated once at the end on val (400 images).
+    "quick": Profile(
+        name="quick",
+        families=("dino", "deformable_detr", "dab_detr"),
+        seeds={"teacher": (42,), "student": _SEEDS3, "clockdistill": _SEEDS3, "kd_detr": (1,),
+               "lcmd_only": (1,), "tcld_only": (1,), "feature_kd": (1,)},
+        config_pattern="configs/clock_distill/{family}_{stem}_kitti_synthetic.py",
+        overrides=("train.eval_period=1000000", "train.checkpointer.period=250", "train.checkpointer.max_to_keep=2"),
+        description="synthetic KITTI (train 1000 / val 400, 640x192), 1000 steps of 4 images, R18 teacher -> R18x0.5 student",
+    ),
+    # A few iterations on a tiny set, for the test and a first look; never reported.
+    "smoke": Profile(
+        name="smoke",
+        families=("dino",),
+        seeds={"teacher": (42,), "student": (1,), "clockdistill": (1,)},
+        config_pattern="configs/clock_distill/{family}_{stem}_kitti_synthetic.py",
+        overrides=("train.max_iter=2", "train.eval_period=1000000", "train.checkpointer.period=1000", "train.log_period=1",
+                   "train.init_checkpoint=", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+                   "dataloader.test.num_workers=0"),
+        methods={**_SYNTHETIC, "clockdistill": ("clockdistill", ("train.distill.warmup_iters=1",))},
+        description="tiny synthetic set, 2 steps: plumbing only",
+    ),
+    # Paper scale on real KITTI with ImageNet backbones, for a GPU machine (never needed here):
+    # R50 teacher (the family's KITTI config) -> R18 student. KD-DETR and feature KD have no
+    # paper-scale config yet; they are left out rather than faked.
+    "full": Profile(
+        name="full",
+        families=FAMILIES,
+        seeds={"teacher": (42,), "student": _SEEDS3, "clockdistill": _SEEDS3, "lcmd_only": _SEEDS3, "tcld_only": _SEEDS3},
+        config_pattern="configs/clock_distill/{family}_{stem}.py",
+        methods={
+            "teacher": ("teacher", ()),
+            "student": ("r18_student_kitti", ()),
+            "clockdistill": ("r50_r18_kitti_clockdistill", ()),
+            "lcmd_only": ("r50_r18_kitti_clockdistill", ("model.logit_loss=None", "model.distill_queries=None")),
+            "tcld_only": ("r50_r18_kitti_clockdistill", ("model.memory_loss=None",)),
+        },
+        description="real KITTI, ImageNet R50 teacher -> R18 student, the families' KITTI schedules (GPU)",
+    ),
+}
+_FULL_TEACHERS = {
+    "dab_detr": "configs/dab_detr/dab_detr_r50_kitti_50ep.py",
+    "deformable_detr": "configs/deformable_detr/deformable_detr_r50_kitti_50ep_two_stage.py",
+    "dino": "configs/dino/dino_r50_kitti_12ep.py",
+}
+
+
+def _config_for(profile: Profile, family: str, method: str) -> Tuple[str, Tuple[str, ...]]:
+    stem, extra = profile.methods[method]
+    if profile.name == "full" and method == "teacher":
+        return _FULL_TEACHERS[family], extra
+    return profile.config_pattern.format(family=family, stem=stem), extra
+
+
+def profile_cells(profile: Profile, only: Optional[Sequence[str]] = None) -> List[Cell]:
+    """The profile's cells in run order: per family the teacher first, then seed by seed
+    (student, clockdistill, the rest), so that early cells already give a comparison."""
+    cells = []
+    for family in profile.families:
+        order = [m for m in METHODS if m in profile.seeds]
+        seeds = sorted({s for m in order if m != "teacher" for s in profile.seeds[m]})
+        plan = [("teacher", profile.teacher_seed)] if "teacher" in order else []
+        for s in seeds:
+            plan += [(m, s) for m in order if m != "teacher" and s in profile.seeds[m]]
+        for method, seed in plan:
+            config, extra = _config_for(profile, family, method)
+            cells.append(Cell(profile.name, family, method, seed, config, tuple(profile.overrides) + tuple(extra)))
+    if only:
+        wanted = set(only)
+        unknown = wanted - {c.name for c in cells}
+        if unknown:
+            raise ValueError(f"--only {sorted(unknown)}: not cells of profile {profile.name!r}; "
+                             f"its cells are {[c.name for c in cells]}")
+        cells = [c for c in cells if c.name in wanted]
+    return cells
+
+
+def git_commit(repo: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> str:
+    import torch
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}"
+
+
+def _teacher_weights(work: Path, profile: Profile, family: str) -> Path:
+    return work / family / "teacher" / f"s{profile.teacher_seed}" / "model_final.pth"
+
+
+def cell_dir(work: Path, cell: Cell) -> Path:
+    return work / cell.family / cell.method / f"s{cell.seed}"
+
+
+def cell_command(cell: Cell, work: Path, profile: Profile) -> List[str]:
+    out = cell_dir(work, cell)
+    cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", cell.config]
+    if (out / "last_checkpoint").exists():
+        cmd.append("--resume")
+    cmd += [*cell.overrides, f"train.seed={cell.seed}", f"train.output_dir={out}"]
+    if cell.method not in ("teacher", "student"):
+        cmd.append(f"model.teacher_weights={_teacher_weights(work, profile, cell.family)}")
+    return cmd
+
+
+def read_results(output_dir: Path) -> Dict[str, float]:
+    """The final KITTI report as flat keys: ``mAP_moderate_R40``, ``Car_easy_R40``, ..."""
+    report = output_dir / "kitti_report.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{report} not found: the run did not finish its evaluation")
+    res = json.loads(report.read_text())["results"]
+    return {f"{cls}_{level}_R40": round(float(res[cls][level]["AP_R40"]), 4)
+            for cls in (*CLASSES, "mAP") for level in ("easy", "moderate", "hard")}
+
+
+def sec_per_iter(output_dir: Path) -> Optional[float]:
+    rows = [json.loads(line) for line in (output_dir / "metrics.json").read_text().splitlines() if line.strip()]
+    times = [r["time"] for r in rows if "time" in r]
+    return round(statistics.median(times), 4) if times else None
+
+
+def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path, env: Optional[dict] = None,
+             log=print) -> dict:
+    """Train and evaluate one cell; write and return its result JSON."""
+    out = cell_dir(work, cell)
+    out.mkdir(parents=True, exist_ok=True)
+    if cell.method not in ("teacher", "student"):
+        teacher = _teacher_weights(work, profile, cell.family)
+        if not teacher.is_file():
+            raise FileNotFoundError(f"{cell.name} needs the teacher {teacher}: run the cell {cell.family}/teacher/"
+                                    f"{profile.teacher_seed} first (it runs first in the profile's order)")
+    cmd = cell_command(cell, work, profile)
+    log(f"[{cell.name}] {' '.join(cmd[1:])}")
+    t0 = time.perf_counter()
+    with open(out / "cell_log.txt", "a") as f:
+        proc = subprocess.run(cmd, cwd=repo, env=env, stdout=f, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"cell {cell.name} failed (exit {proc.returncode}); see {out / 'cell_log.txt'}")
+    record = {
+        "profile": cell.profile, "family": cell.family, "method": cell.method, "seed": cell.seed,
+        "config": cell.config, "overrides": list(cell.overrides), "command": " ".join(["python", *cmd[1:]]),
+        "commit": git_commit(repo), "machine": machine(), "wall_s": round(wall, 1),
+        "sec_per_iter": sec_per_iter(out), "results": read_results(out),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{cell.file_stem}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    log(f"[{cell.name}] done in {wall / 60:.1f} min: mAP moderate {record['results']['mAP_moderate_R40']:.2f} -> {path}")
+    return record
+
+
+def _mean_std(v: List[float]) -> Tuple[float, float]:
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+KEYS = ("mAP_moderate_R40", "mAP_easy_R40", "mAP_hard_R40", "Car_moderate_R40", "Pedestrian_moderate_R40",
+        "Cyclist_moderate_R40")
+
+
+def aggregate(profile: Profile, cells_dir: Path, out_dir: Path) -> dict:
+    """``distill.json`` and ``results.md`` from every cell file of the profile present."""
+    by = {}
+    for path in sorted(cells_dir.glob("*.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("profile") != profile.name:
+            continue
+        by.setdefault(rec["family"], {}).setdefault(rec["method"], []).append(rec)
+    table = {}
+    for family in profile.families:
+        for method in METHODS:
+            recs = sorted(by.get(family, {}).get(method, []), key=lambda r: r["seed"])
+            if not recs:
+                continue
+            row = {"seeds": [r["seed"] for r in recs]}
+            for k in KEYS:
+                row[k] = [r["results"][k] for r in recs]
+            spi = [r["sec_per_iter"] for r in recs if r.get("sec_per_iter")]
+            row["sec_per_iter"] = round(statistics.median(spi), 4) if spi else None
+            row["wall_s"] = [r["wall_s"] for r in recs]
+            row["commits"] = sorted({r["commit"] for r in recs})
+            table.setdefault(family, {})[method] = row
+    machines = sorted({r["machine"] for fam in by.values() for recs in fam.values() for r in recs})
+    summary = {"profile": profile.name, "description": profile.description, "machine": machines,
+               "cpu_hours": round(sum(r["wall_s"] for fam in by.values() for recs in fam.values() for r in recs) / 3600, 2),
+               "distill": table}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "distill.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / "results.md").write_text(results_markdown(summary))
+    return summary
+
+
+def results_markdown(summary: dict) -> str:
+    lines = [f"Profile `{summary['profile']}`: {summary['description']}.",
+             f"Machine: {'; '.join(summary['machine']) or '-'}. Wall time of the cells so far: {summary['cpu_hours']} h.",
+             "KITTI AP_R40 on val, mean ± std over the seeds (n); gain = mean - the student's mean.", ""]
+    head = "| family | method | n | mAP mod. | gain | mAP easy | mAP hard | Car mod. | Ped. mod. | Cyc. mod. | s/iter |"
+    lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def ms(v):
+        m, s = _mean_std(v)
+        return f"{m:.2f} ± {s:.2f}" if len(v) > 1 else f"{m:.2f}"
+
+    for family, rows in summary["distill"].items():
+        base = statistics.fmean(rows["student"]["mAP_moderate_R40"]) if "student" in rows else None
+        for method in METHODS:
+            if method not in rows:
+                continue
+            r = rows[method]
+            gain = "" if base is None or method in ("student", "teacher") else f"{statistics.fmean(r['mAP_moderate_R40']) - base:+.2f}"
+            spi = f"{r['sec_per_iter']:.2f}" if r["sec_per_iter"] else "-"
+            lines.append(f"| {family} | {method} | {len(r['seeds'])} | {ms(r['mAP_moderate_R40'])} | {gain} | "
+                         f"{ms(r['mAP_easy_R40'])} | {ms(r['mAP_hard_R40'])} | {ms(r['Car_moderate_R40'])} | "
+                         f"{ms(r['Pedestrian_moderate_R40'])} | {ms(r['Cyclist_moderate_R40'])} | {spi} |")
+    return "\n".join(lines) + "\n"

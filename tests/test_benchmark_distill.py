@@ -1,0 +1,74 @@
+"""tools/benchmark.py distill: the smoke profile (2 steps of DINO's teacher, student and
+CLoCKDistill on a tiny set) writes well-formed cells and distill.json; finished cells are
+skipped; --only names cells. No timing or AP assertions (those are the benchmark's job)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clock_distill.evaluation.distill_bench import KEYS, PROFILES, profile_cells
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench(*args, timeout=600):
+    return subprocess.run([sys.executable, "tools/benchmark.py", "distill", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_smoke_profile_writes_cells_and_aggregate(tmp_path):
+    res, work = tmp_path / "res", tmp_path / "work"
+    proc = _bench("--profile", "smoke", "--results", str(res), "--work", str(work))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = sorted(p.name for p in (res / "cells").glob("*.json"))
+    assert cells == ["dino__clockdistill__s1.json", "dino__student__s1.json", "dino__teacher__s42.json"]
+    cell = json.loads((res / "cells" / "dino__clockdistill__s1.json").read_text())
+    for k in ("config", "seed", "commit", "wall_s", "sec_per_iter", "results", "command", "machine"):
+        assert k in cell
+    assert cell["seed"] == 1 and cell["config"] == "configs/clock_distill/dino_clockdistill_kitti_synthetic.py"
+    assert "model.teacher_weights=" in cell["command"] and "train.seed=1" in cell["command"]
+    assert set(KEYS) <= set(cell["results"]) and all(0 <= v <= 100 for v in cell["results"].values())
+
+    summary = json.loads((res / "distill.json").read_text())
+    assert summary["profile"] == "smoke"
+    rows = summary["distill"]["dino"]
+    assert set(rows) == {"teacher", "student", "clockdistill"}
+    for row in rows.values():
+        assert len(row["seeds"]) == 1
+        for k in KEYS:
+            assert len(row[k]) == 1 and isinstance(row[k][0], float)
+        assert "sec_per_iter" in row
+    md = (res / "results.md").read_text()
+    assert "| dino | clockdistill | 1 |" in md
+
+    # A second run skips the finished cells (and only re-aggregates).
+    again = _bench("--profile", "smoke", "--results", str(res), "--work", str(work), timeout=120)
+    assert again.returncode == 0 and "3 done, 0 to run" in again.stdout, again.stdout[-2000:]
+
+
+def test_only_rejects_unknown_cells_and_lists():
+    proc = _bench("--profile", "quick", "--only", "dino/clockdistill/9", "--list", timeout=120)
+    assert proc.returncode == 2 and "dino/clockdistill/9" in proc.stderr and "dino/clockdistill/1" in proc.stderr
+
+
+def test_quick_profile_shape():
+    cells = profile_cells(PROFILES["quick"])
+    names = {c.name for c in cells}
+    for fam in ("dab_detr", "deformable_detr", "dino"):
+        assert f"{fam}/teacher/42" in names
+        for m in ("student", "clockdistill"):
+            assert {f"{fam}/{m}/{s}" for s in (1, 2, 3)} <= names
+        for m in ("lcmd_only", "tcld_only", "kd_detr", "feature_kd"):
+            assert f"{fam}/{m}/1" in names
+        fam_cells = [c for c in cells if c.family == fam]
+        assert fam_cells[0].method == "teacher"  # teachers run first: the others need them
+    lcmd = next(c for c in cells if c.name == "dino/lcmd_only/1")
+    assert "model.logit_loss=None" in lcmd.overrides and lcmd.config.endswith("dino_clockdistill_kitti_synthetic.py")
+    for c in cells:
+        assert (REPO / c.config).is_file(), c.config
+    for c in profile_cells(PROFILES["full"]):
+        assert (REPO / c.config).is_file(), c.config
