@@ -138,11 +138,13 @@ def _summarize_config(name):
         cfg.optimizer.params.model = model
         opt = instantiate(cfg.optimizer)
         backbone_ids = {id(p) for p in model.backbone.parameters()}
-        lrs = {"backbone": set(), "other": set()}
+        proj_ids = {id(p) for n, p in model.named_parameters() if ".sampling_offsets." in n or n.startswith("reference_points.")}
+        lrs = {"backbone": set(), "linear_proj": set(), "other": set()}
         covered = set()
         for g in opt.param_groups:
             for p in g["params"]:
-                lrs["backbone" if id(p) in backbone_ids else "other"].add(g["lr"])
+                kind = "backbone" if id(p) in backbone_ids else "linear_proj" if id(p) in proj_ids else "other"
+                lrs[kind].add(g["lr"])
                 covered.add(id(p))
         trainable = {id(p) for p in model.parameters() if p.requires_grad}
         out["optimizer"] = {
@@ -153,6 +155,7 @@ def _summarize_config(name):
             "backbone_lr_factor": cfg.optimizer.params.backbone_lr_factor,
             "backbone_lrs": sorted(lrs["backbone"]),
             "other_lrs": sorted(lrs["other"]),
+            "linear_proj_lrs": sorted(lrs["linear_proj"]),
             "covers_all_trainable": covered == trainable,
         }
     if "lr_multiplier" in cfg:
@@ -330,6 +333,8 @@ def test_paper_scale_recipe(summary, name):
     assert o["backbone_lr_factor"] == 0.1
     assert o["backbone_lrs"] == [pytest.approx(2e-5)]
     assert o["other_lrs"] == [pytest.approx(2e-4)]
+    # lr_linear_proj_mult = 0.1: sampling offsets and reference points.
+    assert o["linear_proj_lrs"] == [pytest.approx(2e-5)]
 
     t = s["train"]
     assert t["clip_grad"]["enabled"] and t["clip_grad"]["params"]["max_norm"] == 0.1
@@ -375,6 +380,8 @@ def test_dab_and_dino_paper_scale_recipe(summary, name):
     o = s["optimizer"]
     assert o["class"] == "AdamW" and o["lr"] == 1e-4 and o["weight_decay"] == 1e-4
     assert o["backbone_lrs"] == [pytest.approx(1e-5)] and o["other_lrs"] == [pytest.approx(1e-4)]
+    # DINO's lr_linear_proj_mult = 0.1 on the sampling offsets; DAB-DETR has none.
+    assert o["linear_proj_lrs"] == ([pytest.approx(1e-5)] if name.startswith("dino/") else [])
     t = s["train"]
     assert t["clip_grad"]["enabled"] and t["clip_grad"]["params"]["max_norm"] == 0.1
     assert s["dataloader"]["train_batch"] == BATCH

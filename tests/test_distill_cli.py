@@ -24,6 +24,8 @@ KD_KEYS = ["loss_lcmd", "loss_tcld_cls", "loss_tcld_bbox", "loss_tcld_giou"]
 FAST = [
     "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2",
     "train.checkpointer.period=1000",
+    # The synthetic-pretrained backbone is tests/test_pretrain.py's subject; here it would cost minutes.
+    "train.init_checkpoint=",
 ]
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from clock_distill.data.kitti import DIFFICULTIES, kitti_difficulty, load_kitti_instances, read_kitti_label_file
@@ -78,3 +79,56 @@ def test_cli_if_missing(tmp_path):
     assert "wrote 3" in first
     second = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     assert "already at" in second
+
+
+def test_splits_layout(tmp_path):
+    m = generate_synthetic_kitti(tmp_path, seed=4, width=160, height=48, splits={"train": 3, "tune": 2, "val": 2})
+    assert m["splits"] == {"train": 3, "tune": 2, "val": 2}
+    sets = {s: (tmp_path / "ImageSets" / f"{s}.txt").read_text().split() for s in ("train", "tune", "val")}
+    assert sets == {"train": ["000000", "000001", "000002"], "tune": ["000003", "000004"], "val": ["000005", "000006"]}
+    # Image i is the same scene in either layout.
+    other = tmp_path / "other"
+    generate_synthetic_kitti(other, num_images=6, seed=4, width=160, height=48)
+    for i in ("000002", "000005"):
+        assert (tmp_path / "training/label_2" / f"{i}.txt").read_text() == (other / "training/label_2" / f"{i}.txt").read_text()
+    with pytest.raises(ValueError, match="not both"):
+        generate_synthetic_kitti(tmp_path, num_images=4, splits={"train": 2})
+    with pytest.raises(ValueError, match="counts >= 1"):
+        generate_synthetic_kitti(tmp_path, splits={"train": 0})
+
+
+def test_standard_val_has_100_moderate_objects_per_class():
+    """The standard val split (images 1200..1599) holds >= 100 objects per class that count at
+    Moderate, so the devkit's 41-point recall grid does not cap AP."""
+    from clock_distill.data.synthetic import STANDARD_SPLITS, generate_scene
+
+    start = STANDARD_SPLITS["train"] + STANDARD_SPLITS["tune"]
+    counts = Counter()
+    for i in range(start, start + STANDARD_SPLITS["val"]):
+        _, objects = generate_scene(np.random.default_rng([0, i]))
+        counts.update(o["type"] for o in objects if o["type"] in ("Car", "Pedestrian", "Cyclist")
+                      and kitti_difficulty(o) in ("easy", "moderate"))
+    assert min(counts.values()) >= 100, counts
+
+
+def test_split_generated_on_first_use(tmp_path, monkeypatch):
+    from detectron2.data import DatasetCatalog
+
+    from clock_distill.data import register_kitti_splits
+    from clock_distill.data import synthetic
+
+    monkeypatch.setattr(synthetic, "STANDARD_SPLITS", {"train": 2, "tune": 1, "val": 1})
+    root = tmp_path / "kitti_synthetic"
+    names = register_kitti_splits("first_use_test", root, ("train", "val"), prepare=synthetic.synthetic_on_first_use(root))
+    try:
+        assert not root.exists()
+        assert len(DatasetCatalog.get(names[0])) == 2 and len(DatasetCatalog.get(names[1])) == 1
+        assert (root / "synthetic.json").is_file()
+        # An existing set of another size is used as it is, never regenerated.
+        (root / "synthetic.json").unlink()
+        mtime = (root / "ImageSets" / "train.txt").stat().st_mtime_ns
+        assert len(DatasetCatalog.get(names[0])) == 2
+        assert (root / "ImageSets" / "train.txt").stat().st_mtime_ns == mtime
+    finally:
+        for n in names:
+            DatasetCatalog.remove(n)

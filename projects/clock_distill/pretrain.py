@@ -241,10 +241,10 @@ class SyntheticPretrainedHandler:
             def _get_local_path(self, path, **kwargs):
                 depth, width = parse_spec(path[len(PREFIX):])
                 from .data.kitti import datasets_root
-                from .data.synthetic import ensure_synthetic_kitti
+                from .data.synthetic import synthetic_on_first_use
 
                 data = datasets_root() / "kitti_synthetic"
-                ensure_synthetic_kitti(data, log=logger.warning)
+                synthetic_on_first_use(data)()  # an existing set (of any size) is used as it is
                 return str(pretrain_backbone(data, depth, width, log=logger.warning))
 
             def _open(self, path, mode="r", **kwargs):
