@@ -97,12 +97,11 @@ PROFILES: Dict[str, Profile] = {
         description="tiny synthetic set, 2 steps: plumbing only",
     ),
     # Paper scale on real KITTI with ImageNet backbones, for a GPU machine (never needed here):
-    # R50 teacher (the family's KITTI config) -> R18 student. KD-DETR and feature KD have no
-    # paper-scale config yet; they are left out rather than faked.
+    # R50 teacher (the family's KITTI config) -> R18 student, every method over 3 seeds.
     "full": Profile(
         name="full",
         families=FAMILIES,
-        seeds={"teacher": (42,), "student": _SEEDS3, "clockdistill": _SEEDS3, "lcmd_only": _SEEDS3, "tcld_only": _SEEDS3},
+        seeds={"teacher": (42,), **{m: _SEEDS3 for m in METHODS if m != "teacher"}},
         config_pattern="configs/clock_distill/{family}_{stem}.py",
         methods={
             "teacher": ("teacher", ()),
@@ -110,6 +109,8 @@ PROFILES: Dict[str, Profile] = {
             "clockdistill": ("r50_r18_kitti_clockdistill", ()),
             "lcmd_only": ("r50_r18_kitti_clockdistill", ("model.logit_loss=None", "model.distill_queries=None")),
             "tcld_only": ("r50_r18_kitti_clockdistill", ("model.memory_loss=None",)),
+            "kd_detr": ("r50_r18_kitti_kd_detr", ()),
+            "feature_kd": ("r50_r18_kitti_feature_kd", ()),
         },
         description="real KITTI, ImageNet R50 teacher -> R18 student, the families' KITTI schedules (GPU)",
     ),
@@ -129,15 +130,17 @@ def _config_for(profile: Profile, family: str, method: str) -> Tuple[str, Tuple[
 
 
 def profile_cells(profile: Profile, only: Optional[Sequence[str]] = None) -> List[Cell]:
-    """The profile's cells in run order: per family the teacher first, then seed by seed
-    (student, clockdistill, the rest), so that early cells already give a comparison."""
+    """The profile's cells in run order: per family the teacher first (the others need it),
+    then student, clockdistill and kd_detr seed by seed (the comparison the targets are about),
+    then the ablations and feature KD seed by seed."""
     cells = []
+    primary = ("student", "clockdistill", "kd_detr")
     for family in profile.families:
-        order = [m for m in METHODS if m in profile.seeds]
-        seeds = sorted({s for m in order if m != "teacher" for s in profile.seeds[m]})
-        plan = [("teacher", profile.teacher_seed)] if "teacher" in order else []
-        for s in seeds:
-            plan += [(m, s) for m in order if m != "teacher" and s in profile.seeds[m]]
+        plan = [("teacher", profile.teacher_seed)] if "teacher" in profile.seeds else []
+        for group in (primary, tuple(m for m in METHODS if m not in primary and m != "teacher")):
+            methods = [m for m in METHODS if m in group and m in profile.seeds]
+            for s in sorted({s for m in methods for s in profile.seeds[m]}):
+                plan += [(m, s) for m in methods if s in profile.seeds[m]]
         for method, seed in plan:
             config, extra = _config_for(profile, family, method)
             cells.append(Cell(profile.name, family, method, seed, config, tuple(profile.overrides) + tuple(extra)))
