@@ -217,6 +217,7 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
             raise FileNotFoundError(f"{cell.name} needs the teacher {teacher}: run the cell {cell.family}/teacher/"
                                     f"{profile.teacher_seed} first (it runs first in the profile's order)")
     cmd = cell_command(cell, work, profile)
+    commit = git_commit(repo)  # the code the cell starts with
     log(f"[{cell.name}] {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     with open(out / "cell_log.txt", "a") as f:
@@ -227,7 +228,7 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
     record = {
         "profile": cell.profile, "family": cell.family, "method": cell.method, "seed": cell.seed,
         "config": cell.config, "overrides": list(cell.overrides), "command": " ".join(["python", *cmd[1:]]),
-        "commit": git_commit(repo), "machine": machine(), "wall_s": round(wall, 1),
+        "commit": commit, "machine": machine(), "wall_s": round(wall, 1),
         "sec_per_iter": sec_per_iter(out), "results": read_results(out),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
