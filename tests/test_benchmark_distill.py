@@ -72,3 +72,14 @@ def test_quick_profile_shape():
         assert (REPO / c.config).is_file(), c.config
     for c in profile_cells(PROFILES["full"]):
         assert (REPO / c.config).is_file(), c.config
+
+
+def test_tuning_cells_evaluate_on_tune_only():
+    refused = _bench("--profile", "quick", "--only", "dino/clockdistill/1", "--set", "model.memory_loss.weight=10", "--list", timeout=120)
+    assert refused.returncode == 2 and "--split tune" in refused.stderr
+    untagged = _bench("--profile", "quick", "--split", "tune", "--only", "dino/clockdistill/1", "--set", "x=1", "--list", timeout=120)
+    assert untagged.returncode == 2 and "--tag" in untagged.stderr
+    ok = _bench("--profile", "quick", "--split", "tune", "--only", "dino/clockdistill/1", "--set", "model.memory_loss.weight=10",
+                "--tag", "w10", "--list", timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "dataloader.test.dataset.names=kitti_synthetic_tune model.memory_loss.weight=10" in ok.stdout

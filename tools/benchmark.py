@@ -9,7 +9,10 @@ eval:
 - kitti_eval: the official KITTI 2D AP on a KITTI-val-sized problem (3,769 images x 100 detections).
 - coco_eval: pycocotools COCOeval vs faster-coco-eval on a COCO-val-sized problem (5,000 images).
 
-distill: the distillation table (clock_distill.evaluation.distill_bench). Each cell (family /
+distill: the distillation table (clock_distill.evaluation.distill_bench).
+Tuning: --split tune [--set KEY=VALUE ... --tag NAME] runs the named cells evaluated on the tune
+split (never val) into RESULTS/tune/, e.g.
+    --split tune --only dino/clockdistill/1 --set model.memory_loss.weight=10 --tag lcmd_w10 Each cell (family /
 method / seed) is one run of tools/lazyconfig_train_net.py; a finished cell writes
 RESULTS/cells/FAMILY__METHOD__sSEED.json and is skipped next time (--only recomputes the named
 cells); an interrupted cell resumes from its last checkpoint under WORK. Then RESULTS/distill.json
@@ -18,6 +21,7 @@ KITTI), smoke (2 steps on a tiny set), full (paper scale on real KITTI, GPU).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -51,12 +55,26 @@ def run_distill(args) -> int:
     profile = PROFILES[args.profile]
     results = args.results or REPO / "benchmarks" / "results" / profile.name
     work = (args.work or REPO / "output" / "bench" / profile.name).resolve()
+    teacher_work = work
+    if args.set and args.split != "tune":
+        print("error: --set changes a setting, which is tuning: it needs --split tune (val is never tuned on)", file=sys.stderr)
+        return 2
+    if args.split == "tune":
+        if args.set and not args.tag:
+            print("error: --set needs --tag NAME, which names the variant in the tuning table", file=sys.stderr)
+            return 2
+        results, work = results / "tune", work / "tune"
     cells_dir = results / "cells"
     try:
         cells = profile_cells(profile, args.only)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.split == "tune":
+        # Tuning cells evaluate on tune and distill from the profile's own teacher cells.
+        extra = (f"dataloader.test.dataset.names={args.test_dataset}", *args.set)
+        cells = [dataclasses.replace(c, overrides=c.overrides + extra, tag=args.tag or "") for c in cells
+                 if c.method != "teacher"]
     if args.list:
         for c in cells:
             done = (cells_dir / f"{c.file_stem}.json").exists()
@@ -75,8 +93,8 @@ def run_distill(args) -> int:
         t0 = time.perf_counter()
         for i, cell in enumerate(todo):
             print(f"cell {i + 1}/{len(todo)} ({(time.perf_counter() - t0) / 60:.0f} min so far)")
-            run_cell(cell, profile, cells_dir, work, REPO, env=env)
-    summary = aggregate(profile, cells_dir, results)
+            run_cell(cell, profile, cells_dir, work, REPO, env=env, teacher_work=teacher_work)
+    summary = aggregate(profile, cells_dir, results, split=args.split)
     print((results / "results.md").read_text())
     print(f"wrote {results / 'distill.json'} and {results / 'results.md'} ({sum(len(v) for v in summary['distill'].values())} rows)")
     return 0
@@ -96,6 +114,11 @@ def main(argv=None) -> int:
     d.add_argument("--aggregate-only", action="store_true", help="only rebuild distill.json and results.md")
     d.add_argument("--results", type=Path, help="default benchmarks/results/PROFILE (committed)")
     d.add_argument("--work", type=Path, help="checkpoints and logs, default output/bench/PROFILE (not committed)")
+    d.add_argument("--split", choices=("val", "tune"), default="val",
+                   help="tune: evaluate on the tune split, results under RESULTS/tune (for every choice that is tuned)")
+    d.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="with --split tune: overrides of a tuning variant")
+    d.add_argument("--tag", help="with --set: the variant's name (row METHOD[TAG])")
+    d.add_argument("--test-dataset", default="kitti_synthetic_tune", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     return run_eval(args) if args.cmd == "eval" else run_distill(args)
 

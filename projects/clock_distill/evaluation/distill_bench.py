@@ -46,14 +46,19 @@ class Cell:
     seed: int
     config: str
     overrides: Tuple[str, ...] = ()
+    tag: str = ""  # a tuning variant (``--set ... --tag NAME``), evaluated on ``tune``
 
     @property
     def name(self) -> str:
         return f"{self.family}/{self.method}/{self.seed}"
 
     @property
+    def row(self) -> str:
+        return f"{self.method}[{self.tag}]" if self.tag else self.method
+
+    @property
     def file_stem(self) -> str:
-        return f"{self.family}__{self.method}__s{self.seed}"
+        return f"{self.family}__{self.method}{'__' + self.tag if self.tag else ''}__s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -176,17 +181,17 @@ def _teacher_weights(work: Path, profile: Profile, family: str) -> Path:
 
 
 def cell_dir(work: Path, cell: Cell) -> Path:
-    return work / cell.family / cell.method / f"s{cell.seed}"
+    return work / cell.family / (f"{cell.method}__{cell.tag}" if cell.tag else cell.method) / f"s{cell.seed}"
 
 
-def cell_command(cell: Cell, work: Path, profile: Profile) -> List[str]:
+def cell_command(cell: Cell, work: Path, profile: Profile, teacher_work: Optional[Path] = None) -> List[str]:
     out = cell_dir(work, cell)
     cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", cell.config]
     if (out / "last_checkpoint").exists():
         cmd.append("--resume")
     cmd += [*cell.overrides, f"train.seed={cell.seed}", f"train.output_dir={out}"]
     if cell.method not in ("teacher", "student"):
-        cmd.append(f"model.teacher_weights={_teacher_weights(work, profile, cell.family)}")
+        cmd.append(f"model.teacher_weights={_teacher_weights(teacher_work or work, profile, cell.family)}")
     return cmd
 
 
@@ -207,16 +212,17 @@ def sec_per_iter(output_dir: Path) -> Optional[float]:
 
 
 def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path, env: Optional[dict] = None,
-             log=print) -> dict:
-    """Train and evaluate one cell; write and return its result JSON."""
+             log=print, teacher_work: Optional[Path] = None) -> dict:
+    """Train and evaluate one cell; write and return its result JSON. ``teacher_work``: where
+    the teacher cells live if not under ``work`` (tuning cells)."""
     out = cell_dir(work, cell)
     out.mkdir(parents=True, exist_ok=True)
     if cell.method not in ("teacher", "student"):
-        teacher = _teacher_weights(work, profile, cell.family)
+        teacher = _teacher_weights(teacher_work or work, profile, cell.family)
         if not teacher.is_file():
             raise FileNotFoundError(f"{cell.name} needs the teacher {teacher}: run the cell {cell.family}/teacher/"
                                     f"{profile.teacher_seed} first (it runs first in the profile's order)")
-    cmd = cell_command(cell, work, profile)
+    cmd = cell_command(cell, work, profile, teacher_work)
     commit = git_commit(repo)  # the code the cell starts with
     log(f"[{cell.name}] {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
@@ -226,7 +232,7 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
     if proc.returncode != 0:
         raise RuntimeError(f"cell {cell.name} failed (exit {proc.returncode}); see {out / 'cell_log.txt'}")
     record = {
-        "profile": cell.profile, "family": cell.family, "method": cell.method, "seed": cell.seed,
+        "profile": cell.profile, "family": cell.family, "method": cell.method, "tag": cell.tag, "seed": cell.seed,
         "config": cell.config, "overrides": list(cell.overrides), "command": " ".join(["python", *cmd[1:]]),
         "commit": commit, "machine": machine(), "wall_s": round(wall, 1),
         "sec_per_iter": sec_per_iter(out), "results": read_results(out),
@@ -249,20 +255,24 @@ KEYS = ("mAP_moderate_R40", "mAP_easy_R40", "mAP_hard_R40", "Car_moderate_R40", 
         "Cyclist_moderate_R40")
 
 
-def aggregate(profile: Profile, cells_dir: Path, out_dir: Path) -> dict:
+def _row_order(rows) -> List[str]:
+    """The methods in METHODS order, each followed by its tuning variants (``method[tag]``)."""
+    return [r for m in METHODS for r in [m, *sorted(x for x in rows if x.startswith(m + "["))] if r in rows]
+
+
+def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "val") -> dict:
     """``distill.json`` and ``results.md`` from every cell file of the profile present."""
     by = {}
     for path in sorted(cells_dir.glob("*.json")):
         rec = json.loads(path.read_text())
         if rec.get("profile") != profile.name:
             continue
-        by.setdefault(rec["family"], {}).setdefault(rec["method"], []).append(rec)
+        row = f"{rec['method']}[{rec['tag']}]" if rec.get("tag") else rec["method"]
+        by.setdefault(rec["family"], {}).setdefault(row, []).append(rec)
     table = {}
     for family in profile.families:
-        for method in METHODS:
-            recs = sorted(by.get(family, {}).get(method, []), key=lambda r: r["seed"])
-            if not recs:
-                continue
+        for method in _row_order(by.get(family, {})):
+            recs = sorted(by[family][method], key=lambda r: r["seed"])
             row = {"seeds": [r["seed"] for r in recs]}
             for k in KEYS:
                 row[k] = [r["results"][k] for r in recs]
@@ -272,7 +282,7 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path) -> dict:
             row["commits"] = sorted({r["commit"] for r in recs})
             table.setdefault(family, {})[method] = row
     machines = sorted({r["machine"] for fam in by.values() for recs in fam.values() for r in recs})
-    summary = {"profile": profile.name, "description": profile.description, "machine": machines,
+    summary = {"profile": profile.name, "split": split, "description": profile.description, "machine": machines,
                "cpu_hours": round(sum(r["wall_s"] for fam in by.values() for recs in fam.values() for r in recs) / 3600, 2),
                "distill": table}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +294,7 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path) -> dict:
 def results_markdown(summary: dict) -> str:
     lines = [f"Profile `{summary['profile']}`: {summary['description']}.",
              f"Machine: {'; '.join(summary['machine']) or '-'}. Wall time of the cells so far: {summary['cpu_hours']} h.",
-             "KITTI AP_R40 on val, mean ± std over the seeds (n); gain = mean - the student's mean.", ""]
+             f"KITTI AP_R40 on {summary.get('split', 'val')}, mean ± std over the seeds (n); gain = mean - the student's mean.", ""]
     head = "| family | method | n | mAP mod. | gain | mAP easy | mAP hard | Car mod. | Ped. mod. | Cyc. mod. | s/iter |"
     lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -294,9 +304,7 @@ def results_markdown(summary: dict) -> str:
 
     for family, rows in summary["distill"].items():
         base = statistics.fmean(rows["student"]["mAP_moderate_R40"]) if "student" in rows else None
-        for method in METHODS:
-            if method not in rows:
-                continue
+        for method in _row_order(rows):
             r = rows[method]
             gain = "" if base is None or method in ("student", "teacher") else f"{statistics.fmean(r['mAP_moderate_R40']) - base:+.2f}"
             spi = f"{r['sec_per_iter']:.2f}" if r["sec_per_iter"] else "-"
