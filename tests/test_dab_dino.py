@@ -369,3 +369,25 @@ def test_dino_dn_groups_do_not_change_the_matching_queries():
         without = model.decode(enc, groups[:1])
     assert_same(with_dn[0], without[0])
     model.eval()
+
+
+def test_reference_options_of_dinos_code():
+    """enc_loss_topk gives the criterion only the selected proposals; refine_from_normed=False
+    refines the next reference from the raw layer output (predictions stay on the normed one)."""
+    torch.manual_seed(0)
+    model = tiny_dino(D, num_queries=Q, num_classes=C, dec_layers=NUM_DEC, enc_loss_topk=True, refine_from_normed=False)
+    torch.nn.init.normal_(model.bbox_embed[0].layers[-1].weight, std=0.1)  # zero-initialized: any input gives 0
+    # Post-norm layers already end in a LayerNorm: the decoder norm differs once it is trained.
+    torch.nn.init.normal_(model.decoder_norm.weight, 1.0, 0.3)
+    model.train()
+    inputs = make_inputs()
+    enc = model.encode(model.preprocess_image(inputs))
+    groups, extras = model.build_query_groups(enc, model.prepare_targets(inputs))
+    assert extras["enc_outputs"]["pred_logits"].shape[1] == Q and extras["enc_outputs"]["pred_boxes"].shape[1] == Q
+    torch.testing.assert_close(extras["enc_outputs"]["pred_boxes"].detach(), groups[0].reference)
+    out = model.decode(enc, groups)[0]
+    # The next reference no longer equals the layer's prediction, but comes from the same head.
+    assert not torch.allclose(out.references[1], out.boxes[0].detach())
+    losses = model(inputs)
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()

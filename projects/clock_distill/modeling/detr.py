@@ -144,6 +144,9 @@ class DETRBase(nn.Module):
         pos_offset: PositionEmbeddingSine offset (-0.5 for Deformable DETR and DINO, 0 for DAB).
         pos_temperature: PositionEmbeddingSine temperature (10000; DAB-DETR uses 20).
         num_levels: L, by default the neck's ``num_outs``.
+        refine_from_normed: the next layer's reference is refined from the normed hidden state
+            (the default) or, if False, from the layer's raw output, as DINO's and DAB-DETR's
+            decoders do (predictions use the normed state either way; only with decoder_norm).
         anchor_query_pos: positional queries come from the reference boxes at every layer,
             ``ref_point_head(sine(box))`` with an MLP (2D -> D -> D), for groups without ``pos``
             (DAB-DETR, DINO): see :meth:`query_pos`.
@@ -172,8 +175,10 @@ class DETRBase(nn.Module):
         pos_temperature: float = 10000.0,
         num_levels: Optional[int] = None,
         anchor_query_pos: bool = False,
+        refine_from_normed: bool = True,
     ):
         super().__init__()
+        self.refine_from_normed = refine_from_normed
         self.backbone = backbone
         self.neck = neck
         self.encoder = encoder
@@ -391,10 +396,10 @@ class DETRBase(nn.Module):
         hidden = self.decoder_norm(s["tgt"]) if self.decoder_norm is not None else s["tgt"]
         delta = self.bbox_embed[layer_idx](hidden)
 
-        def refine(ref: Tensor) -> Tensor:
+        def refine(ref: Tensor, d: Tensor = delta) -> Tensor:
             if ref.shape[-1] == 4:
-                return (delta + inverse_sigmoid(ref)).sigmoid()
-            return torch.cat([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]], -1).sigmoid()
+                return (d + inverse_sigmoid(ref)).sigmoid()
+            return torch.cat([d[..., :2] + inverse_sigmoid(ref), d[..., 2:]], -1).sigmoid()
 
         boxes = refine(s["ref_grad"]) if self.look_forward_twice else refine(s["ref"])
         s["refs"].append(s["ref"])
@@ -402,8 +407,11 @@ class DETRBase(nn.Module):
         s["boxes"].append(boxes)
         s["hidden"].append(hidden)
         if self.box_refine:
-            # Same values as ``boxes``; only the gradient path differs (one layer back at most).
-            nxt = refine(s["ref"]) if self.look_forward_twice else boxes
+            if not self.refine_from_normed and self.decoder_norm is not None:
+                nxt = refine(s["ref"], self.bbox_embed[layer_idx](s["tgt"]))
+            else:
+                # Same values as ``boxes``; only the gradient path differs (one layer back at most).
+                nxt = refine(s["ref"]) if self.look_forward_twice else boxes
             s["ref_grad"] = nxt
             s["ref"] = nxt.detach()
 

@@ -38,10 +38,14 @@ class DINO(DETRBase):
             queries per image in training; 0 disables denoising.
         label_noise_ratio: a denoising label is flipped with probability label_noise_ratio / 2.
         box_noise_scale: lambda of the box noise (:mod:`.denoising`).
+        enc_loss_topk: the encoder loss on the ``num_queries`` selected proposals only, as
+            DINO's code does; the default (False) trains every encoder token (a deviation kept
+            until measured on the tune split; see the README).
     """
 
     def __init__(
-        self, *args, dn_number: int = 100, label_noise_ratio: float = 0.5, box_noise_scale: float = 1.0, **kwargs
+        self, *args, dn_number: int = 100, label_noise_ratio: float = 0.5, box_noise_scale: float = 1.0,
+        enc_loss_topk: bool = False, **kwargs
     ):
         kwargs.setdefault("share_heads", True)
         kwargs.setdefault("look_forward_twice", True)
@@ -52,7 +56,7 @@ class DINO(DETRBase):
         self.label_noise_ratio = label_noise_ratio
         self.box_noise_scale = box_noise_scale
         D = self.embed_dim
-        self.proposals = EncoderProposals(D, self.num_classes, class_agnostic=False)
+        self.proposals = EncoderProposals(D, self.num_classes, class_agnostic=False, loss_on_topk=enc_loss_topk)
         self.tgt_embed = nn.Embedding(self.num_queries, D)
         self.label_enc = nn.Embedding(self.num_classes, D)
         self.xavier_init_transformer()  # DINO's DeformableTransformer._reset_parameters

@@ -235,10 +235,13 @@ class EncoderProposals(nn.Module):
         class_agnostic: score a proposal by logit channel 0 (Deformable DETR, whose criterion
             trains that channel on all objects, ``enc_binary_labels=True``); otherwise by the
             maximum over classes (DINO, trained with the real labels).
+        loss_on_topk: give the criterion only the k selected proposals (DINO's code: its
+            "interm" loss) instead of every token (Deformable DETR two-stage).
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, class_agnostic: bool):
+    def __init__(self, embed_dim: int, num_classes: int, class_agnostic: bool, loss_on_topk: bool = False):
         super().__init__()
+        self.loss_on_topk = loss_on_topk
         self.output = nn.Linear(embed_dim, embed_dim)
         self.output_norm = nn.LayerNorm(embed_dim)
         self.class_embed, self.bbox_embed = prediction_heads(embed_dim, num_classes)
@@ -252,8 +255,9 @@ class EncoderProposals(nn.Module):
         Returns:
             boxes: (B, k, 4) the top-k refined proposals, cxcywh in [0, 1], detached (the
                 decoder's first references carry no gradient into the encoder heads);
-            enc_outputs: {"pred_logits": (B, N, C), "pred_boxes": (B, N, 4)} for every token,
-                for the criterion's ``_enc`` terms.
+            enc_outputs: {"pred_logits": (B, N, C), "pred_boxes": (B, N, 4)} for every token
+                (or (B, k, ·) for the selected ones, ``loss_on_topk``), for the criterion's
+                ``_enc`` terms.
         """
         memory, proposals = encoder_output_proposals(enc.memory, enc.padding_mask, enc.spatial_shapes)
         memory = self.output_norm(self.output(memory))
@@ -261,7 +265,11 @@ class EncoderProposals(nn.Module):
         coords_unact = self.bbox_embed(memory) + proposals  # (B, N, 4), +inf on invalid tokens
         scores = logits[..., 0] if self.class_agnostic else logits.max(-1).values
         topk = scores.topk(min(k, scores.shape[1]), dim=1).indices
-        boxes = torch.gather(coords_unact, 1, topk[..., None].expand(-1, -1, 4)).detach().sigmoid()
+        selected = torch.gather(coords_unact, 1, topk[..., None].expand(-1, -1, 4))
+        boxes = selected.detach().sigmoid()
+        if self.loss_on_topk:
+            sel_logits = torch.gather(logits, 1, topk[..., None].expand(-1, -1, logits.shape[-1]))
+            return boxes, {"pred_logits": sel_logits, "pred_boxes": selected.sigmoid()}
         return boxes, {"pred_logits": logits, "pred_boxes": coords_unact.sigmoid()}
 
 
