@@ -83,3 +83,18 @@ def test_tuning_cells_evaluate_on_tune_only():
                 "--tag", "w10", "--list", timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "dataloader.test.dataset.names=kitti_synthetic_tune model.memory_loss.weight=10" in ok.stdout
+
+
+def test_readme_splice(tmp_path):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from benchmark import splice_results
+    finally:
+        sys.path.pop(0)
+    readme, table = tmp_path / "README.md", tmp_path / "results.md"
+    readme.write_text("intro\n<!-- results:quick -->\nold\n<!-- /results:quick -->\nafter\n")
+    table.write_text("| a |\n|---|\n")
+    splice_results(readme, "quick", table)
+    assert readme.read_text() == "intro\n<!-- results:quick -->\n| a |\n|---|\n<!-- /results:quick -->\nafter\n"
+    with pytest.raises(SystemExit, match="markers"):
+        splice_results(readme, "full", table)

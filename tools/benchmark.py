@@ -96,8 +96,22 @@ def run_distill(args) -> int:
             run_cell(cell, profile, cells_dir, work, REPO, env=env, teacher_work=teacher_work)
     summary = aggregate(profile, cells_dir, results, split=args.split)
     print((results / "results.md").read_text())
+    if args.readme:
+        splice_results(args.readme, profile.name if args.split == "val" else f"{profile.name}/tune", results / "results.md")
     print(f"wrote {results / 'distill.json'} and {results / 'results.md'} ({sum(len(v) for v in summary['distill'].values())} rows)")
     return 0
+
+
+def splice_results(readme: Path, key: str, table: Path) -> None:
+    """Put ``table`` between ``<!-- results:KEY -->`` and ``<!-- /results:KEY -->`` in ``readme``."""
+    text = readme.read_text()
+    start, end = f"<!-- results:{key} -->", f"<!-- /results:{key} -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {readme} has no {start} ... {end} markers to put the table between")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table.read_text().rstrip()}\n{end}{tail}")
+    print(f"updated the table in {readme}")
 
 
 def main(argv=None) -> int:
@@ -114,6 +128,7 @@ def main(argv=None) -> int:
     d.add_argument("--aggregate-only", action="store_true", help="only rebuild distill.json and results.md")
     d.add_argument("--results", type=Path, help="default benchmarks/results/PROFILE (committed)")
     d.add_argument("--work", type=Path, help="checkpoints and logs, default output/bench/PROFILE (not committed)")
+    d.add_argument("--readme", type=Path, help="also put results.md into this file between <!-- results:PROFILE --> markers")
     d.add_argument("--split", choices=("val", "tune"), default="val",
                    help="tune: evaluate on the tune split, results under RESULTS/tune (for every choice that is tuned)")
     d.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="with --split tune: overrides of a tuning variant")
