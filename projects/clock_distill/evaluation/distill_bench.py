@@ -53,10 +53,6 @@ class Cell:
         return f"{self.family}/{self.method}/{self.seed}"
 
     @property
-    def row(self) -> str:
-        return f"{self.method}[{self.tag}]" if self.tag else self.method
-
-    @property
     def file_stem(self) -> str:
         return f"{self.family}__{self.method}{'__' + self.tag if self.tag else ''}__s{self.seed}"
 
