@@ -28,7 +28,7 @@ $(VENV)/.requirements.stamp: requirements.txt
 
 demo: setup
 	$(PY) tools/make_synthetic_kitti.py --out $(SYNTH) --if-missing
-	$(PY) tools/dataset_stats.py --root $(SYNTH) --splits train val
+	$(PY) tools/dataset_stats.py --root $(SYNTH) --splits train tune val
 	$(PY) tools/lazyconfig_train_net.py --config-file $(DEMO_CONFIG) train.output_dir=$(DEMO_OUT) \
 		train.max_iter=$(DEMO_ITERS) train.eval_period=$(DEMO_ITERS) train.checkpointer.period=$(DEMO_ITERS) \
 		"lr_multiplier.scheduler.milestones=[$$(( $(DEMO_ITERS) * 4 / 5 )),$(DEMO_ITERS)]"
