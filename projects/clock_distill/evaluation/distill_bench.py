@@ -26,16 +26,20 @@ __all__ = ["Cell", "PROFILES", "profile_cells", "run_cell", "aggregate", "METHOD
 FAMILIES = ("dab_detr", "deformable_detr", "dino")
 METHODS = ("teacher", "student", "clockdistill", "lcmd_only", "tcld_only", "kd_detr", "feature_kd")
 CLASSES = ("Car", "Pedestrian", "Cyclist")
-# method -> (config stem, extra overrides): the ablations are overrides of the CLoCKDistill config.
-_SYNTHETIC = {
-    "teacher": ("teacher", ()),
-    "student": ("student", ()),
-    "clockdistill": ("clockdistill", ()),
-    "lcmd_only": ("clockdistill", ("model.logit_loss=None", "model.distill_queries=None")),
-    "tcld_only": ("clockdistill", ("model.memory_loss=None",)),
-    "kd_detr": ("kd_detr", ()),
-    "feature_kd": ("feature_kd", ()),
-}
+LCMD_ONLY = ("model.logit_loss=None", "model.distill_queries=None")
+TCLD_ONLY = ("model.memory_loss=None",)
+
+
+def _method_table(stems: Dict[str, str]) -> Dict[str, Tuple[str, Tuple[str, ...]]]:
+    """method -> (config stem, extra overrides), from the config stem of each method that has
+    its own config: the ablations are overrides of the CLoCKDistill config."""
+    table = {m: (stem, ()) for m, stem in stems.items()}
+    table["lcmd_only"] = (stems["clockdistill"], LCMD_ONLY)
+    table["tcld_only"] = (stems["clockdistill"], TCLD_ONLY)
+    return table
+
+
+_SYNTHETIC = _method_table({m: m for m in ("teacher", "student", "clockdistill", "kd_detr", "feature_kd")})
 
 
 @dataclass(frozen=True)
@@ -104,15 +108,8 @@ PROFILES: Dict[str, Profile] = {
         families=FAMILIES,
         seeds={"teacher": (42,), **{m: _SEEDS3 for m in METHODS if m != "teacher"}},
         config_pattern="configs/clock_distill/{family}_{stem}.py",
-        methods={
-            "teacher": ("teacher", ()),
-            "student": ("r18_student_kitti", ()),
-            "clockdistill": ("r50_r18_kitti_clockdistill", ()),
-            "lcmd_only": ("r50_r18_kitti_clockdistill", ("model.logit_loss=None", "model.distill_queries=None")),
-            "tcld_only": ("r50_r18_kitti_clockdistill", ("model.memory_loss=None",)),
-            "kd_detr": ("r50_r18_kitti_kd_detr", ()),
-            "feature_kd": ("r50_r18_kitti_feature_kd", ()),
-        },
+        methods=_method_table({"teacher": "teacher", "student": "r18_student_kitti", "clockdistill": "r50_r18_kitti_clockdistill",
+                               "kd_detr": "r50_r18_kitti_kd_detr", "feature_kd": "r50_r18_kitti_feature_kd"}),
         description="real KITTI, ImageNet R50 teacher -> R18 student, the families' KITTI schedules (GPU)",
     ),
 }
