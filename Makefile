@@ -37,7 +37,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench: setup
+# transformers is the peer of the comparisons (tools/peer_train.py); only the benchmarks need it.
+$(VENV)/.bench.stamp: requirements-bench.txt $(VENV)/.requirements.stamp
+	$(PY) -m pip install -q -r requirements-bench.txt
+	@touch $@
+
+bench: setup $(VENV)/.bench.stamp
 	$(PY) tools/benchmark.py eval
 
 clean:
