@@ -316,6 +316,37 @@ def test_dino_dn_losses_are_computed_without_matching():
     model.eval()
 
 
+def test_dn_dab_detr_trains_denoising_groups_and_plain_dab_detr_has_none():
+    """dn_number > 0 makes DAB-DETR DN-DAB-DETR: label-embedded denoising groups behind the
+    matching queries, their losses on the fixed assignment (as DINO's), gradients into
+    label_enc; the matching queries' outputs are the same as without the groups. dn_number=0
+    (the default) keeps DAB-DETR's parameters, checkpoint keys and losses."""
+    plain = build("dab")
+    assert plain.label_enc is None and not any(k.startswith("label_enc") for k in plain.state_dict())
+    dn_model = build("dab", dn_number=4).train()
+    assert tuple(dn_model.label_enc.weight.shape) == (C, D)
+    inputs = make_inputs()
+    targets = dn_model.prepare_targets(inputs)
+    enc = dn_model.encode(dn_model.preprocess_image(inputs))
+    groups, extras = dn_model.build_query_groups(enc, targets)
+    dn = extras["dn"]
+    assert dn is not None and len(groups) == 1 + dn.num_groups and all(g.name == "dn" for g in groups[1:])
+    # The main group decodes the same with and without the denoising groups behind it.
+    torch.testing.assert_close(dn_model.decode(enc, groups)[0].boxes[-1], dn_model.decode(enc, groups[:1])[0].boxes[-1])
+    losses = dn_model(inputs)
+    dn_keys = {f"{k}{s}" for k in BASE for s in ("_dn", "_dn_0")}
+    assert set(losses) == expected_keys("dab") | dn_keys
+    sum(losses[k] for k in dn_keys).backward()
+    assert dn_model.label_enc.weight.grad is not None and dn_model.label_enc.weight.grad.abs().sum() > 0
+    plain.train()
+    assert set(plain(inputs)) == expected_keys("dab")
+    # Inference has no denoising groups.
+    dn_model.eval()
+    with torch.no_grad():
+        _, groups, extras, _ = raw(dn_model, inputs)
+    assert len(groups) == 1 and extras == {"dn": None}
+
+
 def test_dino_needs_real_label_encoder_loss():
     with pytest.raises(ValueError, match="enc_binary_labels=False"):
         from helpers import _criterion  # noqa: PLC0415

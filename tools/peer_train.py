@@ -3,7 +3,7 @@
 on the same batches (benchmark-only; `make bench` installs transformers).
 
     python tools/peer_train.py --config-file configs/dab_detr/dab_detr_r18_kitti_synthetic.py \\
-        --out output/peer/dab_detr [--sides ours peer] [--eval-split kitti_synthetic_tune] [--resume] \\
+        --out output/peer/dab_detr [--sides both|ours|peer] [--eval-split kitti_synthetic_tune] [--resume] \\
         [--peer-anchor-init peer|reference] \\
         [train.max_iter=300 ...]
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config-file", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--sides", nargs="+", default=["ours", "peer"], choices=["ours", "peer"])
+    p.add_argument("--sides", default="both", choices=["both", "ours", "peer"], help="which models to train")
     p.add_argument("--eval-split", help="a registered test dataset, e.g. kitti_synthetic_tune")
     p.add_argument("--resume", action="store_true", help="go on from OUT/last.pth")
     p.add_argument("--log-period", type=int, default=10)
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     family = FAMILY_OF.get(name)
     if family is None:
         p.error(f"{args.config_file}: model {name} has no transformers peer here (peers: {sorted(PEER_BUILDERS)})")
-    summary = train_side_by_side(cfg, family, tuple(args.sides), args.out, resume=args.resume,
+    sides = ("ours", "peer") if args.sides == "both" else (args.sides,)
+    summary = train_side_by_side(cfg, family, sides, args.out, resume=args.resume,
                                  log_period=args.log_period, eval_split=args.eval_split,
                                  peer_kwargs={"anchor_init": args.peer_anchor_init})
     print(json.dumps(summary, indent=1))

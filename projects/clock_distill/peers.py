@@ -128,8 +128,9 @@ def _int_weight(weights: Dict[str, float], key: str) -> int:
 PEER_BUILDERS = {"dab_detr": hf_dab_detr}
 
 
-def hf_inputs(ours: nn.Module, batched_inputs: List[Dict], with_labels: bool) -> Dict:
-    """The peer's keyword inputs for a detectron2 batch, made exactly as ``ours`` makes its own:
+def hf_inputs(ours: nn.Module, batched_inputs: List[Dict], with_labels: bool) -> Tuple[Dict, list]:
+    """The peer's keyword inputs for a detectron2 batch, and the images' (h, w) before padding.
+    The inputs are made exactly as ``ours`` makes its own:
     ``pixel_values`` (B, 3, H, W) normalized and padded by ``ours.preprocess_image``,
     ``pixel_mask`` (B, H, W) 1 on valid pixels and, with labels, each image's ``class_labels``
     (n,) and ``boxes`` (n, 4) cxcywh normalized to the unpadded image (our mapper's targets)."""
@@ -169,7 +170,7 @@ _PEER_LOSS_KEYS = {"loss_ce": "loss_class", "loss_bbox": "loss_bbox", "loss_giou
 
 def _unweighted(loss_dict: Dict[str, Tensor], weights: Dict[str, float], prefix: str) -> Dict[str, float]:
     """The final layer's class / L1 / (1 - GIoU) losses without their weights."""
-    return {f"{prefix}_{k}": float(loss_dict[key]) / weights.get(key, 1.0) for k, key in
+    return {f"{prefix}_{k}": float(loss_dict[key].detach()) / weights.get(key, 1.0) for k, key in
             (("class", "loss_class"), ("l1", "loss_bbox"), ("giou", "loss_giou"))}
 
 

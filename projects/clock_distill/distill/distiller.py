@@ -172,8 +172,8 @@ class Distiller(nn.Module):
             raise ValueError(f"weight_mode={logit_loss.weight_mode!r} needs target-aware queries; {type(distill_queries).__name__} points have no class")
         if getattr(distill_queries, "content", None) == "label_encoder":
             for who, m in (("student", student), ("teacher", teacher)):
-                if not hasattr(m, "label_enc"):
-                    raise ValueError(f"distill_queries.content='label_encoder' needs a label_enc (DINO); the {who} is a {type(m).__name__}")
+                if getattr(m, "label_enc", None) is None:
+                    raise ValueError(f"distill_queries.content='label_encoder' needs a label_enc (DINO, or DAB-DETR with dn_number > 0); the {who} is a {type(m).__name__}")
         if (memory_loss is not None or feature_loss is not None) and student.num_levels != teacher.num_levels:
             raise ValueError(f"memory/feature KD needs the same levels: student has {student.num_levels}, teacher {teacher.num_levels}")
         self.student = student

@@ -175,8 +175,8 @@ def point_query_groups(model, points: DistillPoints) -> List[QueryGroup]:
     if points.content == "class_code":
         content = class_code(model.num_classes, D, points.boxes.device, dtype)[idx] * known
     elif points.content == "label_encoder":
-        if not hasattr(model, "label_enc"):
-            raise ValueError(f"content='label_encoder' needs a model with a label_enc (DINO); {type(model).__name__} has none")
+        if getattr(model, "label_enc", None) is None:
+            raise ValueError(f"content='label_encoder' needs a model with a label_enc (DINO, or DAB-DETR with dn_number > 0); {type(model).__name__} has none")
         content = model.label_enc(idx).detach() * known
     else:
         content = points.boxes.new_zeros(B, P, D)

@@ -8,7 +8,9 @@ Only what differs from the shared core:
   positional query from the current anchor (``DETRBase.query_pos``: an MLP on the anchor's sine
   embedding) and refines the anchor (``box_refine``, shared heads);
 - conditional cross-attention whose positional part is modulated by the anchor's width and
-  height (:class:`ConditionalCrossAttention`, :class:`DABDecoderLayer`).
+  height (:class:`ConditionalCrossAttention`, :class:`DABDecoderLayer`);
+- optionally (``dn_number > 0``) denoising training, DN-DAB-DETR (Li et al., "DN-DETR", CVPR
+  2022), here with DINO's contrastive groups (:class:`~.denoising.DenoisingTraining`).
 
 Shapes: B batch, N = H*W memory tokens (one level), Q queries, D channels.
 """
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .denoising import DenoisingTraining
 from .detr import DETRBase, EncoderOutput, QueryGroup
 from .layers import MLP, get_sine_pos_embed
 from .transformer import FFN, self_attention
@@ -199,16 +202,22 @@ def dab_decoder_layers(
     )
 
 
-class DABDETR(DETRBase):
+class DABDETR(DenoisingTraining, DETRBase):
     """DAB-DETR as a detectron2 meta-architecture (focal-loss Hungarian training, aux losses).
 
     Defaults that differ from :class:`DETRBase`: anchor-derived positional queries, box
     refinement at every layer with heads shared by all layers, sine position encoding without
     offset and with temperature 20 (DAB-DETR's), a single feature level. Anchors are learned
     in logit space (reference = sigmoid(anchor_box_embed)), all four coordinates.
+
+    Args (beyond :class:`DETRBase`):
+        dn_number: 0 (default) is DAB-DETR. Above 0, DN-DAB-DETR: in training, about this many
+            positive (and as many negative) denoising queries per image, content from a label
+            embedding ``label_enc``, as DINO's (:class:`~.denoising.DenoisingTraining`).
+        label_noise_ratio, box_noise_scale: the denoising noise, as DINO's.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, dn_number: int = 0, label_noise_ratio: float = 0.5, box_noise_scale: float = 1.0, **kwargs):
         kwargs.setdefault("pos_offset", 0.0)
         kwargs.setdefault("pos_temperature", 20.0)
         kwargs.setdefault("share_heads", True)
@@ -221,11 +230,15 @@ class DABDETR(DETRBase):
         if self.num_levels != 1:
             raise ValueError(f"DAB-DETR is single-scale: the neck must give 1 level, got num_levels={self.num_levels}")
         self.anchor_box_embed = nn.Embedding(self.num_queries, 4)
+        self.init_denoising(dn_number, label_noise_ratio, box_noise_scale, enabled=dn_number > 0)
         self.xavier_init_transformer()
 
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):
-        """Group 0: (B, num_queries) zero content on the learned anchors (B, Q, 4)."""
+        """Group 0: (B, num_queries) zero content on the learned anchors (B, Q, 4). With
+        denoising, in training, the denoising groups follow (``extras["dn"]``)."""
         B = enc.memory.shape[0]
         anchors = self.anchor_box_embed.weight.sigmoid()[None].expand(B, -1, -1)
         content = enc.memory.new_zeros(B, self.num_queries, self.embed_dim)
-        return [QueryGroup(content, anchors, None)], {}
+        groups, extras = [QueryGroup(content, anchors, None)], {}
+        self.add_dn_groups(groups, extras, targets)
+        return groups, extras

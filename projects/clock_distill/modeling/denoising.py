@@ -27,10 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .detr import QueryGroup
+from .detr import DecoderOutput, QueryGroup
 from .layers import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 
-__all__ = ["CDNQueries", "build_cdn_queries", "dn_match_indices", "dn_attention_mask"]
+__all__ = ["CDNQueries", "build_cdn_queries", "dn_match_indices", "dn_attention_mask", "DenoisingTraining"]
 
 
 @dataclass
@@ -155,3 +155,65 @@ def dn_attention_mask(num_groups: int, group_size: int, num_queries: int, device
         mask[rows, : g * group_size] = True
         mask[rows, (g + 1) * group_size : pad] = True
     return mask
+
+
+class DenoisingTraining:
+    """Contrastive denoising for a :class:`~clock_distill.modeling.detr.DETRBase` subclass (put
+    it first among the bases): DINO always, DAB-DETR as an option (``dn_number > 0``: DN-DAB-DETR,
+    with DINO's contrastive groups).
+
+    The subclass calls :meth:`init_denoising` in ``__init__`` and :meth:`add_dn_groups` at the
+    end of ``build_query_groups``; :meth:`losses` then adds the denoising losses ``*_dn`` (last
+    layer) and ``*_dn_{i}`` (earlier layers), normalized by num_boxes * G, without matching.
+    """
+
+    def init_denoising(self, dn_number: int, label_noise_ratio: float, box_noise_scale: float, enabled: bool = True):
+        """``label_enc`` (C, D), the content of the denoising queries, exists when ``enabled``;
+        without it the model has no denoising keys, parameters or losses (a DAB-DETR without DN
+        keeps its checkpoint layout)."""
+        self.dn_number = dn_number
+        self.label_noise_ratio = label_noise_ratio
+        self.box_noise_scale = box_noise_scale
+        self.label_enc = nn.Embedding(self.num_classes, self.embed_dim) if enabled else None
+
+    def add_dn_groups(self, groups: List[QueryGroup], extras: Dict, targets: Optional[List[Dict]]) -> None:
+        """In training, append the denoising groups of ``targets`` to ``groups`` and describe
+        them in ``extras["dn"]`` (None when there are none). A model without denoising adds
+        neither."""
+        if self.label_enc is None:
+            return
+        extras["dn"] = None
+        if not self.training or targets is None:
+            return
+        dn = build_cdn_queries(targets, self.label_enc, self.dn_number, self.label_noise_ratio, self.box_noise_scale)
+        if dn is not None:
+            groups += dn.groups
+            extras["dn"] = dn
+
+    def losses(self, outputs: List[DecoderOutput], extras: Dict, targets: List[Dict]) -> Dict[str, Tensor]:
+        """Matching losses of group 0 (+ aux and encoder terms), and the denoising losses."""
+        losses = super().losses(outputs[:1], extras, targets)
+        if self.label_enc is not None:
+            losses.update(self.dn_losses(outputs[1:], extras["dn"], targets))
+        return losses
+
+    def dn_losses(self, dn_outputs: List[DecoderOutput], dn: Optional[CDNQueries], targets: List[Dict]) -> Dict[str, Tensor]:
+        num_layers = len(self.decoder_layers)
+        suffixes = ["_dn"] + [f"_dn_{i}" for i in range(num_layers - 1)] if self.aux_loss else ["_dn"]
+        if dn is None:
+            # Same keys and a graph through label_enc, so every DDP rank reduces the same
+            # parameters whether or not its batch had objects (or denoising is off).
+            zero = self.label_enc.weight.sum() * 0.0
+            return {k + s: zero for s in suffixes for k in self.criterion.loss_keys}
+        counts = [int(t["labels"].shape[0]) for t in targets]
+        indices = dn_match_indices(counts, dn.num_groups, dn.max_gt)
+        num_boxes = self.criterion.get_num_boxes(targets, self.device) * dn.num_groups
+        layers = [num_layers - 1] + (list(range(num_layers - 1)) if self.aux_loss else [])
+        losses = {}
+        for layer, suffix in zip(layers, suffixes):
+            out = {
+                "pred_logits": torch.cat([o.logits[layer] for o in dn_outputs], 1),
+                "pred_boxes": torch.cat([o.boxes[layer] for o in dn_outputs], 1),
+            }
+            losses.update(self.criterion.compute_losses(out, targets, indices, num_boxes, suffix=suffix))
+        return losses

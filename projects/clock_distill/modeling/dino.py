@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .denoising import build_cdn_queries, dn_match_indices
-from .detr import DecoderOutput, DETRBase, EncoderOutput, QueryGroup
+from .denoising import DenoisingTraining
+from .detr import DETRBase, EncoderOutput, QueryGroup
 from .transformer import EncoderProposals
 
 __all__ = ["DINO"]
 
 
-class DINO(DETRBase):
+class DINO(DenoisingTraining, DETRBase):
     """DINO as a detectron2 meta-architecture.
 
     Defaults that differ from :class:`DETRBase`: box refinement with look-forward-twice,
@@ -52,13 +51,10 @@ class DINO(DETRBase):
         super().__init__(*args, box_refine=True, anchor_query_pos=True, **kwargs)
         if getattr(self.criterion, "enc_binary_labels", False):
             raise ValueError("DINO trains its encoder proposals with the real labels: set criterion.enc_binary_labels=False")
-        self.dn_number = dn_number
-        self.label_noise_ratio = label_noise_ratio
-        self.box_noise_scale = box_noise_scale
         D = self.embed_dim
         self.proposals = EncoderProposals(D, self.num_classes, class_agnostic=False, loss_on_topk=enc_loss_topk)
         self.tgt_embed = nn.Embedding(self.num_queries, D)
-        self.label_enc = nn.Embedding(self.num_classes, D)
+        self.init_denoising(dn_number, label_noise_ratio, box_noise_scale)
         self.xavier_init_transformer()  # DINO's DeformableTransformer._reset_parameters
 
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):
@@ -68,38 +64,6 @@ class DINO(DETRBase):
         boxes, enc_outputs = self.proposals(enc, self.num_queries)
         content = self.tgt_embed.weight[: boxes.shape[1]][None].expand(B, -1, -1)
         groups = [QueryGroup(content, boxes, None, name="main")]
-        extras = {"enc_outputs": enc_outputs, "dn": None}
-        if self.training and targets is not None:
-            dn = build_cdn_queries(targets, self.label_enc, self.dn_number, self.label_noise_ratio, self.box_noise_scale)
-            if dn is not None:
-                groups += dn.groups
-                extras["dn"] = dn
+        extras = {"enc_outputs": enc_outputs}
+        self.add_dn_groups(groups, extras, targets)
         return groups, extras
-
-    def losses(self, outputs: List[DecoderOutput], extras: Dict, targets: List[Dict]) -> Dict[str, Tensor]:
-        """Matching losses of group 0 (+ aux and encoder terms), and the denoising losses
-        ``*_dn`` (last layer) and ``*_dn_{i}`` (earlier layers), normalized by num_boxes * G."""
-        losses = super().losses(outputs[:1], extras, targets)
-        losses.update(self.dn_losses(outputs[1:], extras["dn"], targets))
-        return losses
-
-    def dn_losses(self, dn_outputs: List[DecoderOutput], dn, targets: List[Dict]) -> Dict[str, Tensor]:
-        num_layers = len(self.decoder_layers)
-        suffixes = ["_dn"] + [f"_dn_{i}" for i in range(num_layers - 1)] if self.aux_loss else ["_dn"]
-        if dn is None:
-            # Same keys and a graph through label_enc, so every DDP rank reduces the same
-            # parameters whether or not its batch had objects (or denoising is off).
-            zero = self.label_enc.weight.sum() * 0.0
-            return {k + s: zero for s in suffixes for k in self.criterion.loss_keys}
-        counts = [int(t["labels"].shape[0]) for t in targets]
-        indices = dn_match_indices(counts, dn.num_groups, dn.max_gt)
-        num_boxes = self.criterion.get_num_boxes(targets, self.device) * dn.num_groups
-        layers = [num_layers - 1] + (list(range(num_layers - 1)) if self.aux_loss else [])
-        losses = {}
-        for layer, suffix in zip(layers, suffixes):
-            out = {
-                "pred_logits": torch.cat([o.logits[layer] for o in dn_outputs], 1),
-                "pred_boxes": torch.cat([o.boxes[layer] for o in dn_outputs], 1),
-            }
-            losses.update(self.criterion.compute_losses(out, targets, indices, num_boxes, suffix=suffix))
-        return losses
