@@ -168,9 +168,9 @@ class HFDetector(nn.Module):
 _PEER_LOSS_KEYS = {"loss_ce": "loss_class", "loss_bbox": "loss_bbox", "loss_giou": "loss_giou"}
 
 
-def _unweighted(loss_dict: Dict[str, Tensor], weights: Dict[str, float], prefix: str) -> Dict[str, float]:
+def _unweighted(loss_dict: Dict[str, Tensor], weights: Dict[str, float]) -> Dict[str, float]:
     """The final layer's class / L1 / (1 - GIoU) losses without their weights."""
-    return {f"{prefix}_{k}": float(loss_dict[key].detach()) / weights.get(key, 1.0) for k, key in
+    return {f"loss_{k}": float(loss_dict[key].detach()) / weights.get(key, 1.0) for k, key in
             (("class", "loss_class"), ("l1", "loss_bbox"), ("giou", "loss_giou"))}
 
 
@@ -198,6 +198,7 @@ def train_side_by_side(cfg, family: str, sides=("ours", "peer"), out_dir=None, r
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import instantiate
     from detectron2.evaluation import inference_on_dataset
+    from detectron2.solver import LRMultiplier
     from detectron2.utils.env import seed_all_rng
 
     from .evaluation.kitti_evaluator import build_evaluator
@@ -216,12 +217,10 @@ def train_side_by_side(cfg, family: str, sides=("ours", "peer"), out_dir=None, r
     peer = PEER_BUILDERS[family](ours, **(peer_kwargs or {})).to(device)
     models = {"ours": ours, "peer": peer}
     weights = {"ours": dict(ours.criterion.weight_dict), "peer": {}}
-    optims, base_lrs = {}, {}
+    optims = {}
     for side in sides:
         cfg.optimizer.params.model = models[side]
         optims[side] = instantiate(cfg.optimizer)
-        base_lrs[side] = [g["lr"] for g in optims[side].param_groups]
-    schedule = instantiate(cfg.lr_multiplier)
     max_iter = int(cfg.train.max_iter)
     clip = dict(cfg.train.clip_grad.params) if cfg.train.clip_grad.enabled else None
 
@@ -233,6 +232,9 @@ def train_side_by_side(cfg, family: str, sides=("ours", "peer"), out_dir=None, r
             models[side].load_state_dict(state["models"][side])
             optims[side].load_state_dict(state["optims"][side])
         start, curves = state["iter"], state["curves"]
+    # detectron2's LRScheduler hook does the same: lr = base lr * multiplier(iter / max_iter).
+    scheds = {side: LRMultiplier(optims[side], instantiate(cfg.lr_multiplier), max_iter, last_iter=start - 1)
+              for side in sides}
     loader = iter(instantiate(cfg.dataloader.train))
     # Resume replays the loader's deterministic order up to where the run stopped.
     for _ in range(start):
@@ -240,12 +242,9 @@ def train_side_by_side(cfg, family: str, sides=("ours", "peer"), out_dir=None, r
     window = {side: [] for side in sides}
     for it in range(start, max_iter):
         batch = next(loader)
-        mult = schedule(it / max_iter)
         for side in sides:
             model, opt = models[side], optims[side]
             model.train()
-            for g, lr in zip(opt.param_groups, base_lrs[side]):
-                g["lr"] = lr * mult
             t0 = time.perf_counter()
             if side == "ours":
                 loss_dict = model(batch)
@@ -263,7 +262,8 @@ def train_side_by_side(cfg, family: str, sides=("ours", "peer"), out_dir=None, r
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], **clip)
             opt.step()
-            window[side].append({**_unweighted(loss_dict, weights[side], "loss"), "s": time.perf_counter() - t0})
+            scheds[side].step()
+            window[side].append({**_unweighted(loss_dict, weights[side]), "s": time.perf_counter() - t0})
         if (it + 1) % log_period == 0 or it + 1 == max_iter:
             for side in sides:
                 keys = window[side][0].keys()
