@@ -42,8 +42,10 @@ def test_smoke_profile_writes_cells_and_aggregate(tmp_path):
         for k in KEYS:
             assert len(row[k]) == 1 and isinstance(row[k][0], float)
         assert "sec_per_iter" in row
+    assert rows["clockdistill"]["paired_gain_moderate"]["seeds"] == [1]
+    assert summary["targets"]["dino"]["gain_at_least_2"] is None  # 1 seed: not judged
     md = (res / "results.md").read_text()
-    assert "| dino | clockdistill | 1 |" in md
+    assert "| dino | clockdistill | 1 |" in md and "Targets" in md
 
     # A second run skips the finished cells (and only re-aggregates).
     again = _bench("--profile", "smoke", "--results", str(res), "--work", str(work), timeout=120)
@@ -98,3 +100,29 @@ def test_readme_splice(tmp_path):
     assert readme.read_text() == "intro\n<!-- results:quick -->\n| a |\n|---|\n<!-- /results:quick -->\nafter\n"
     with pytest.raises(SystemExit, match="markers"):
         splice_results(readme, "full", table)
+
+
+def _row(seeds, vals):
+    return {"seeds": list(seeds), "mAP_moderate_R40": list(vals)}
+
+
+def test_paired_gains_use_the_same_seeds_and_targets_wait_for_three_seeds():
+    from clock_distill.evaluation.distill_bench import judge_targets, paired_gains
+
+    student = _row((1, 2, 3), (40.0, 50.0, 45.0))
+    # Seed 4 has no student partner; the student's seed spread cancels in the pairs.
+    distilled = _row((1, 3, 4), (43.0, 48.5, 99.0))
+    assert paired_gains(student, distilled) == {"seeds": [1, 3], "gains": [3.0, 3.5]}
+
+    pending = judge_targets({"student": student, "clockdistill": _row((1, 2), (43.0, 53.0))})
+    assert pending["gain_at_least_2"] is None and pending["gain_above_2_std"] is None and pending["beats_kd_detr"] is None
+
+    rows = {"teacher": _row((42,), (70.0,)), "student": _row((1, 2, 3), (44.0, 45.0, 46.0)),
+            "clockdistill": _row((1, 2, 3), (47.0, 48.0, 49.0)), "kd_detr": _row((1,), (48.5,))}
+    t = judge_targets(rows)
+    assert t["gain"] == 3.0 and t["max_std"] == 1.0
+    assert t["gain_at_least_2"] is True and t["gain_above_2_std"] is True  # 3 > 2 x 1
+    assert t["beats_kd_detr"] is False  # 48.0 < 48.5
+    assert t["teacher_margin"] == 25.0 and t["teacher_at_least_5"] is True
+    rows["clockdistill"] = _row((1, 2, 3), (45.0, 48.0, 51.0))  # same mean, std 3: the gain is noise
+    assert judge_targets(rows)["gain_above_2_std"] is False

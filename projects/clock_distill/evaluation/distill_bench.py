@@ -262,7 +262,7 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
             continue
         row = f"{rec['method']}[{rec['tag']}]" if rec.get("tag") else rec["method"]
         by.setdefault(rec["family"], {}).setdefault(row, []).append(rec)
-    table = {}
+    table, targets = {}, {}
     for family in profile.families:
         for method in _row_order(by.get(family, {})):
             recs = sorted(by[family][method], key=lambda r: r["seed"])
@@ -274,34 +274,90 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
             row["wall_s"] = [r["wall_s"] for r in recs]
             row["commits"] = sorted({r["commit"] for r in recs})
             table.setdefault(family, {})[method] = row
+        rows = table.get(family, {})
+        if "student" in rows:
+            for method, row in rows.items():
+                if method not in ("student", "teacher"):
+                    row["paired_gain_moderate"] = paired_gains(rows["student"], row)
+            if "clockdistill" in rows:
+                targets[family] = judge_targets(rows)
     machines = sorted({r["machine"] for fam in by.values() for recs in fam.values() for r in recs})
     summary = {"profile": profile.name, "split": split, "description": profile.description, "machine": machines,
                "cpu_hours": round(sum(r["wall_s"] for fam in by.values() for recs in fam.values() for r in recs) / 3600, 2),
-               "distill": table}
+               "distill": table, "targets": targets}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "distill.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / "results.md").write_text(results_markdown(summary))
     return summary
 
 
+def paired_gains(student: dict, row: dict) -> dict:
+    """Moderate mAP of ``row`` minus the student's on the *same* seed (same init and data order),
+    for the seeds both rows have: the seed-to-seed spread of the student cancels out."""
+    base = dict(zip(student["seeds"], student["mAP_moderate_R40"]))
+    pairs = [(s, v - base[s]) for s, v in zip(row["seeds"], row["mAP_moderate_R40"]) if s in base]
+    return {"seeds": [s for s, _ in pairs], "gains": [round(g, 4) for _, g in pairs]}
+
+
+def judge_targets(rows: dict) -> dict:
+    """Issue 11's targets for one family, each ``True``/``False``, or ``None`` while a row has
+    fewer than 3 seeds (or is missing): the std of 1-2 seeds says nothing."""
+    def stats(m):
+        return _mean_std(rows[m]["mAP_moderate_R40"]) if m in rows else (None, None)
+
+    n = {m: len(rows[m]["seeds"]) if m in rows else 0 for m in ("student", "clockdistill", "kd_detr")}
+    (s_mean, s_std), (c_mean, c_std), (k_mean, _) = stats("student"), stats("clockdistill"), stats("kd_detr")
+    enough = n["student"] >= 3 and n["clockdistill"] >= 3
+    gain = c_mean - s_mean
+    out = {"gain": round(gain, 4), "max_std": round(max(s_std, c_std), 4), "n": n,
+           "gain_at_least_2": (gain >= 2.0) if enough else None,
+           "gain_above_2_std": (gain > 2 * max(s_std, c_std)) if enough else None,
+           "beats_kd_detr": (c_mean > k_mean) if enough and n["kd_detr"] >= 1 else None}
+    if "teacher" in rows:
+        out["teacher_margin"] = round(statistics.fmean(rows["teacher"]["mAP_moderate_R40"]) - s_mean, 4)
+        out["teacher_at_least_5"] = out["teacher_margin"] >= 5.0 if n["student"] >= 3 else None
+    return out
+
+
 def results_markdown(summary: dict) -> str:
     lines = [f"Profile `{summary['profile']}`: {summary['description']}.",
              f"Machine: {'; '.join(summary['machine']) or '-'}. Wall time of the cells so far: {summary['cpu_hours']} h.",
-             f"KITTI AP_R40 on {summary.get('split', 'val')}, mean ± std over the seeds (n); gain = mean - the student's mean.", ""]
-    head = "| family | method | n | mAP mod. | gain | mAP easy | mAP hard | Car mod. | Ped. mod. | Cyc. mod. | s/iter |"
-    lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"KITTI AP_R40 on {summary.get('split', 'val')}, mean ± std over the seeds (n); gain = mean - the student's mean; "
+             "paired = mean ± std of (row - student) on the same seeds (same init and data order), seeds in brackets.", ""]
+    head = "| family | method | n | mAP mod. | gain | paired | mAP easy | mAP hard | Car mod. | Ped. mod. | Cyc. mod. | s/iter |"
+    lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
-    def ms(v):
+    def ms(v, signed=False):
         m, s = _mean_std(v)
-        return f"{m:.2f} ± {s:.2f}" if len(v) > 1 else f"{m:.2f}"
+        m = f"{m:+.2f}" if signed else f"{m:.2f}"
+        return f"{m} ± {s:.2f}" if len(v) > 1 else m
 
+    verdicts = []
     for family, rows in summary["distill"].items():
         base = statistics.fmean(rows["student"]["mAP_moderate_R40"]) if "student" in rows else None
         for method in _row_order(rows):
             r = rows[method]
+            pg = r.get("paired_gain_moderate")
+            paired = f"{ms(pg['gains'], signed=True)} [{','.join(map(str, pg['seeds']))}]" if pg and pg["gains"] else ""
             gain = "" if base is None or method in ("student", "teacher") else f"{statistics.fmean(r['mAP_moderate_R40']) - base:+.2f}"
             spi = f"{r['sec_per_iter']:.2f}" if r["sec_per_iter"] else "-"
-            lines.append(f"| {family} | {method} | {len(r['seeds'])} | {ms(r['mAP_moderate_R40'])} | {gain} | "
+            lines.append(f"| {family} | {method} | {len(r['seeds'])} | {ms(r['mAP_moderate_R40'])} | {gain} | {paired} | "
                          f"{ms(r['mAP_easy_R40'])} | {ms(r['mAP_hard_R40'])} | {ms(r['Car_moderate_R40'])} | "
                          f"{ms(r['Pedestrian_moderate_R40'])} | {ms(r['Cyclist_moderate_R40'])} | {spi} |")
+        if family in summary.get("targets", {}):
+            verdicts.append(f"- {family}: " + _verdict(summary["targets"][family]))
+    if verdicts:
+        lines += ["", "Targets (clockdistill against student; judged once both have 3 seeds):", *verdicts]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(t: dict) -> str:
+    def mark(v):
+        return "pending" if v is None else ("met" if v else "missed")
+
+    parts = [f"gain {t['gain']:+.2f} ≥ +2: {mark(t['gain_at_least_2'])}",
+             f"gain > 2 × max std ({2 * t['max_std']:.2f}): {mark(t['gain_above_2_std'])}",
+             f"beats kd_detr: {mark(t['beats_kd_detr'])}"]
+    if "teacher_margin" in t:
+        parts.append(f"teacher ≥ student + 5 ({t['teacher_margin']:+.2f}): {mark(t['teacher_at_least_5'])}")
+    return "; ".join(parts) + f" (seeds: student {t['n']['student']}, clockdistill {t['n']['clockdistill']})"
