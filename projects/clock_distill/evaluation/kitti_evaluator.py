@@ -129,14 +129,15 @@ class KITTIEvaluator(DatasetEvaluator):
 
 def build_evaluator(dataset_name: str, output_dir: Optional[str] = None, **kwargs):
     """The evaluator for a registered dataset, chosen by its ``evaluator_type``: ``kitti`` ->
-    KITTIEvaluator; ``coco`` -> detectron2's COCOEvaluator (pure-Python COCOeval, since the
-    pure detectron2 build has no C++ one)."""
+    KITTIEvaluator; ``coco`` -> detectron2's COCOEvaluator with faster-coco-eval as its fast
+    implementation (:mod:`.coco_evaluator`; pycocotools when it is not installed)."""
     from detectron2.data import MetadataCatalog
-    from detectron2.evaluation import COCOEvaluator
+
+    from .coco_evaluator import COCOEvaluator
 
     kind = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None)
     if kind == "kitti":
         return KITTIEvaluator(dataset_name, output_dir=output_dir, **kwargs)
     if kind == "coco":
-        return COCOEvaluator(dataset_name, output_dir=output_dir, use_fast_impl=False, **kwargs)
+        return COCOEvaluator(dataset_name, output_dir=output_dir, **kwargs)
     raise ValueError(f"no evaluator for dataset {dataset_name!r} with evaluator_type={kind!r} (expected 'kitti' or 'coco')")
