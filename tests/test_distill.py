@@ -469,3 +469,29 @@ def test_tcld_alone_shrinks_the_student_teacher_gap(tmp_path):
         opt.step()
     print(f"TCLD gap {gaps[0]:.3f} -> {gaps[-1]:.3f}")
     assert gaps[-1] < 0.4 * gaps[0], gaps
+
+
+def test_kd_grad_norms_split_terms_and_parts_and_leave_the_model_alone(tmp_path):
+    from clock_distill.distill.diagnostics import kd_grad_norms, loss_terms, student_part
+
+    assert [student_part(n) for n in ("student.backbone.res2.conv1.weight", "student.neck.convs.0.weight",
+                                      "student.encoder.layers.0.linear1.weight", "student.class_embed.0.weight",
+                                      "memory_adapter.weight")] == ["backbone", "neck", "encoder", "decoder", "adapters"]
+    d = _pair(tmp_path, student_dim=16, memory_loss=MemoryDistillLoss(weight=3.0), logit_loss=LogitDistillLoss(),
+              distill_queries=TargetQueries())
+    d.train()
+    batch = _batch()
+    before = {n: p.detach().clone() for n, p in d.named_parameters()}
+    norms = kd_grad_norms(d, batch)
+    assert set(norms) == {"detection", "lcmd", "tcld"}
+    assert all(p.grad is None for p in d.parameters()) and all(torch.equal(before[n], p) for n, p in d.named_parameters())
+    # LCMD reaches the memory (encoder and below, and its adapter), never the decoder.
+    assert norms["lcmd"]["decoder"] == 0.0 and norms["lcmd"]["encoder"] > 0 and norms["lcmd"]["adapters"] > 0
+    assert norms["detection"]["adapters"] == 0.0 and norms["detection"]["decoder"] > 0
+    # Gradients are linear in the loss weight.
+    d.memory_loss.weight = 6.0
+    again = kd_grad_norms(d, batch)
+    assert again["lcmd"]["encoder"] == pytest.approx(2 * norms["lcmd"]["encoder"], rel=1e-4)
+    assert again["lcmd"]["loss"] == pytest.approx(2 * norms["lcmd"]["loss"], rel=1e-4)
+    keys = loss_terms(d(batch), d)
+    assert keys["lcmd"] == ["loss_lcmd"] and all(k.startswith("loss_tcld_") for k in keys["tcld"])
