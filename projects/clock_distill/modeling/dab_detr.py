@@ -17,6 +17,7 @@ Shapes: B batch, N = H*W memory tokens (one level), Q queries, D channels.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional
 
 import torch
@@ -92,14 +93,16 @@ class ConditionalCrossAttention(nn.Module):
         self.v = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def forward(self, tgt, query_pos, query_sine, memory, memory_pos, padding_mask) -> Tensor:
+    def forward(self, tgt, query_pos, query_sine, memory, memory_pos, padding_mask, return_attention: bool = False):
         """
         Args:
             tgt, query_pos: (B, Q, D) content and positional queries.
             query_sine: (B, Q, D) the (modulated) sine embedding of the anchor centres.
             memory, memory_pos: (B, N, D); padding_mask: (B, N) True on padding.
+            return_attention: also return the attention weights (inspection).
         Returns:
-            (B, Q, D), without residual.
+            (B, Q, D), without residual; with ``return_attention``, ``(out, {"attention_weights":
+            (B, Q, M, N)})``, each head's softmax over the memory cells (0 on padding).
         """
         B, Q, D = tgt.shape
         N, h = memory.shape[1], self.n_heads
@@ -114,7 +117,13 @@ class ConditionalCrossAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=~padding_mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out_proj(out.transpose(1, 2).reshape(B, Q, D))
+        out = self.out_proj(out.transpose(1, 2).reshape(B, Q, D))
+        if not return_attention:
+            return out
+        # The same softmax SDPA computed, spelled out (SDPA does not return its weights).
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        weights = logits.masked_fill(padding_mask[:, None, None, :], float("-inf")).softmax(-1)
+        return out, {"attention_weights": weights.transpose(1, 2).detach()}
 
 
 class DABDecoderLayer(nn.Module):
@@ -167,22 +176,25 @@ class DABDecoderLayer(nn.Module):
             )
         return sine
 
-    def forward(self, tgt, pos, reference, enc: EncoderOutput, kv_prefix=None, attn_mask=None):
+    def forward(self, tgt, pos, reference, enc: EncoderOutput, kv_prefix=None, attn_mask=None, return_attention=False):
         """
         Args:
             tgt, pos: (B, Q, D) content and positional queries (pos from the anchors).
             reference: (B, Q, 4) anchor boxes cxcywh, normalized to the unpadded image.
             enc: the EncoderOutput (memory, pos, padding_mask of the single level).
             kv_prefix, attn_mask: see :func:`~clock_distill.modeling.transformer.self_attention`.
+            return_attention: also return the cross-attention weights (B, Q, M, N).
         Returns:
-            (B, Q, D).
+            (B, Q, D); with ``return_attention``, ``(tgt, attention)``.
         """
         if reference.shape[-1] != 4:
             raise ValueError(f"DAB-DETR decoder layers need (B, Q, 4) anchor boxes, got {tuple(reference.shape)}")
         sine = self.anchor_sine(tgt, reference)
         tgt = self.norm1(tgt + self.dropout(self_attention(self.self_attn, tgt, pos, kv_prefix, attn_mask)))
-        out = self.cross_attn(tgt, pos, sine, enc.memory, enc.pos, enc.padding_mask)
-        return self.ffn(self.norm2(tgt + self.dropout(out)))
+        res = self.cross_attn(tgt, pos, sine, enc.memory, enc.pos, enc.padding_mask, return_attention)
+        out, attention = res if return_attention else (res, None)
+        tgt = self.ffn(self.norm2(tgt + self.dropout(out)))
+        return (tgt, attention) if return_attention else tgt
 
 
 def dab_decoder_layers(

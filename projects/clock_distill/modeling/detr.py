@@ -96,12 +96,18 @@ class DecoderOutput:
     boxes: per layer (B, Q, 4) boxes (cx, cy, w, h) normalized.
     references: per layer (B, Q, 4 or 2) the reference that layer's cross-attention used.
     hidden: per layer (B, Q, D) decoder states (after the decoder norm, if any).
+    attention: per layer, where the layer's cross-attention looked; only from
+        ``decode(..., return_attention=True)``, else empty. Deformable layers:
+        ``sampling_locations`` (B, Q, M, L, P, 2), normalized (x, y) in each level's padded map,
+        and ``attention_weights`` (B, Q, M, L, P); DAB-DETR: ``attention_weights`` (B, Q, M, N)
+        over the memory cells. M heads, L levels, P points.
     """
 
     logits: List[Tensor]
     boxes: List[Tensor]
     references: List[Tensor]
     hidden: List[Tensor]
+    attention: List[Dict[str, Tensor]] = field(default_factory=list)
 
     @property
     def num_layers(self) -> int:
@@ -305,8 +311,10 @@ class DETRBase(nn.Module):
             raise ValueError(f"positional queries from anchors need (B, Q, 4) boxes, got {tuple(reference.shape)}")
         return self.ref_point_head(get_sine_pos_embed(reference, self.embed_dim // 2).to(reference.dtype))
 
-    def decode(self, enc: EncoderOutput, query_groups: Sequence[QueryGroup]) -> List[DecoderOutput]:
+    def decode(self, enc: EncoderOutput, query_groups: Sequence[QueryGroup], return_attention: bool = False) -> List[DecoderOutput]:
         """Decode any number of query groups in one call; returns one DecoderOutput per group.
+        With ``return_attention`` each output also holds its cross-attention per layer
+        (:class:`DecoderOutput`), for inspection; the other outputs are unchanged.
 
         Group 0 (the main queries) runs through every layer on its own tensors, so its outputs
         are bit-identical with and without other groups. The other groups run as at most two
@@ -329,7 +337,12 @@ class DETRBase(nn.Module):
                 if si == 0:
                     main_in = (s["tgt"], pos)
                 prefix = main_in if s["sees_main"] else None
-                s["tgt"] = layer(s["tgt"], pos, s["ref"], enc, kv_prefix=prefix, attn_mask=s["mask"])
+                if return_attention:
+                    s["tgt"], attention = layer(s["tgt"], pos, s["ref"], enc, kv_prefix=prefix, attn_mask=s["mask"],
+                                                return_attention=True)
+                    s["attention"].append(attention)
+                else:
+                    s["tgt"] = layer(s["tgt"], pos, s["ref"], enc, kv_prefix=prefix, attn_mask=s["mask"])
                 self._predict(s, layer_idx)
         outputs: List[Optional[DecoderOutput]] = [None] * len(extras)
         for bucket, stream in zip(buckets, streams[1:]):
@@ -338,7 +351,8 @@ class DETRBase(nn.Module):
             for i in bucket:
                 sl = slice(start, start + extras[i].num_queries)
                 outputs[i] = DecoderOutput(*[[t[:, sl] for t in ts] for ts in (
-                    merged.logits, merged.boxes, merged.references, merged.hidden)])
+                    merged.logits, merged.boxes, merged.references, merged.hidden)],
+                    attention=[{k: v[:, sl] for k, v in a.items()} for a in merged.attention])
                 start += extras[i].num_queries
         return [self._outputs(streams[0])] + outputs
 
@@ -347,7 +361,7 @@ class DETRBase(nn.Module):
         return {
             "tgt": g.content, "pos": g.pos, "ref": g.reference, "ref_grad": g.reference,
             "mask": g.self_attn_mask, "sees_main": False,
-            "logits": [], "boxes": [], "refs": [], "hidden": [],
+            "logits": [], "boxes": [], "refs": [], "hidden": [], "attention": [],
         }
 
     @staticmethod
@@ -417,7 +431,7 @@ class DETRBase(nn.Module):
 
     @staticmethod
     def _outputs(s: Dict) -> DecoderOutput:
-        return DecoderOutput(s["logits"], s["boxes"], s["refs"], s["hidden"])
+        return DecoderOutput(s["logits"], s["boxes"], s["refs"], s["hidden"], s["attention"])
 
     # --------------------------------------------------------- family hooks
     def build_query_groups(self, enc: EncoderOutput, targets: Optional[List[Dict]]):

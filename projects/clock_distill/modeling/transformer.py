@@ -160,18 +160,20 @@ class DeformableDecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FFN(d_model, d_ffn, dropout)
 
-    def forward(self, tgt, pos, reference, enc, kv_prefix=None, attn_mask=None):
+    def forward(self, tgt, pos, reference, enc, kv_prefix=None, attn_mask=None, return_attention=False):
         """
         Args:
             tgt, pos: (B, Q, D) content and positional queries.
             reference: (B, Q, 2) points or (B, Q, 4) boxes, normalized to the unpadded image.
             enc: the EncoderOutput (memory, spatial_shapes, level_start_index, valid_ratios, padding_mask).
             kv_prefix, attn_mask: see :func:`self_attention`.
+            return_attention: also return the cross-attention's sampling locations and weights
+                (see :class:`MultiScaleDeformableAttention`).
         Returns:
-            (B, Q, D).
+            (B, Q, D); with ``return_attention``, ``(tgt, attention)``.
         """
         tgt = self.norm1(tgt + self.dropout(self_attention(self.self_attn, tgt, pos, kv_prefix, attn_mask)))
-        out = self.cross_attn(
+        res = self.cross_attn(
             tgt,
             reference_for_levels(reference, enc.valid_ratios),
             enc.memory,
@@ -179,8 +181,11 @@ class DeformableDecoderLayer(nn.Module):
             enc.level_start_index,
             enc.padding_mask,
             query_pos=pos,
+            return_attention=return_attention,
         )
-        return self.ffn(self.norm2(tgt + out))
+        out, attention = res if return_attention else (res, None)
+        tgt = self.ffn(self.norm2(tgt + out))
+        return (tgt, attention) if return_attention else tgt
 
 
 def encoder_output_proposals(memory: Tensor, padding_mask: Tensor, spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:

@@ -180,7 +180,8 @@ class MultiScaleDeformableAttention(nn.Module):
         level_start_index: Tensor,
         key_padding_mask: Optional[Tensor] = None,
         query_pos: Optional[Tensor] = None,
-    ) -> Tensor:
+        return_attention: bool = False,
+    ):
         """
         Args:
             query: (B, Q, D).
@@ -195,9 +196,13 @@ class MultiScaleDeformableAttention(nn.Module):
                 zeroed), or None.
             query_pos: (B, Q, D) added to ``query`` before predicting offsets and
                 weights, or None.
+            return_attention: also return where each query looked (for inspection).
 
         Returns:
-            (B, Q, D), without the residual.
+            (B, Q, D), without the residual; with ``return_attention``, ``(out, attention)``
+            where attention holds ``sampling_locations`` (B, Q, M, L, P, 2), normalized (x, y) in
+            each level's padded map, and ``attention_weights`` (B, Q, M, L, P), summing to 1 over
+            (L, P) for each head.
         """
         shapes = _shapes_as_list(spatial_shapes)
         L = len(shapes)
@@ -257,7 +262,10 @@ class MultiScaleDeformableAttention(nn.Module):
             locations = centers + offsets / P * sizes * 0.5
 
         out = multi_scale_deformable_attention(v, shapes, locations, weights)
-        return self.dropout(self.output_proj(out))
+        out = self.dropout(self.output_proj(out))
+        if return_attention:
+            return out, {"sampling_locations": locations.detach(), "attention_weights": weights.detach()}
+        return out
 
     def extra_repr(self) -> str:
         return (
