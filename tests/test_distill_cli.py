@@ -92,6 +92,24 @@ def test_distiller_trains_from_the_cli_and_the_exported_student_evaluates_identi
     alone = json.loads((again / "kitti_report.json").read_text())["results"]
     assert alone == distilled
 
+    # tools/visualize.py on the same run: every mode, teacher, student alone and distilled student.
+    vis = workdir / f"{family}_vis"
+    proc = _run([
+        "tools/visualize.py", "--config-file", f"configs/clock_distill/{family}_clockdistill_kitti_synthetic.py",
+        "--weights", str(exported), "--baseline-weights", str(exported), "--dataset", "kitti_synthetic_val",
+        "--num-images", "1", "--score-thresh", "0", "--out", str(vis), f"model.teacher_weights={workdir}/{family}_teacher.pth",
+    ], data)
+    from PIL import Image
+
+    pngs = sorted(vis.glob("*.png"))
+    assert sorted(p.name.split("_", 1)[1] for p in pngs) == ["attention.png", "memory.png", "predictions.png", "queries.png"]
+    levels = 1 if family == "dab_detr" else 3
+    panels = {"predictions": 4, "queries": 1, "attention": 3, "memory": levels * 4}
+    for p in pngs:
+        w, h = Image.open(p).size
+        assert (w, h) == (160, 48 * panels[p.stem.split("_", 1)[1]]), (p.name, w, h)
+        assert f"wrote {p}" in proc.stdout
+
 
 def _worker(out_path, root):
     """In one subprocess: (1) every distillation config but CLoCKDistill's builds its Distiller

@@ -80,8 +80,11 @@ def _list(keys: Sequence, limit: int = 20) -> str:
     return f"\n    {shown}{more}"
 
 
-def load_teacher_weights(teacher: nn.Module, path: str, teacher_config: str = "", expected_classes=None) -> None:
+def load_teacher_weights(teacher: nn.Module, path: str, teacher_config: str = "", expected_classes=None,
+                         role: str = "teacher") -> None:
     """Load ``path`` into ``teacher`` strictly: every key present, none extra, every shape equal.
+    ``role`` names the model in the messages; any role but "teacher" also accepts a whole
+    distillation checkpoint and takes its ``student.*`` keys.
 
     Raises:
         FileNotFoundError: no path or no file; names the config that trains the teacher.
@@ -104,27 +107,30 @@ def load_teacher_weights(teacher: nn.Module, path: str, teacher_config: str = ""
     state = {k: torch.as_tensor(v) for k, v in ckpt["model"].items()}
     if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
         state = {k[len("module."):]: v for k, v in state.items()}
+    if role != "teacher" and any(k.startswith("student.") for k in state):
+        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
     own = teacher.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
                   for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
-        msg = [f"teacher checkpoint {path} does not match the teacher model ({type(teacher).__name__}):"]
+        msg = [f"{role} checkpoint {path} does not match the {role} model ({type(teacher).__name__}):"]
         if missing:
             msg.append(f"  {len(missing)} missing keys:" + _list(missing))
         if unexpected:
             msg.append(f"  {len(unexpected)} unexpected keys:" + _list(unexpected))
         if mismatched:
             msg.append(f"  {len(mismatched)} keys with other shapes:" + _list(mismatched))
-        if any(k.startswith("student.") for k in unexpected):
+        if role == "teacher" and any(k.startswith("student.") for k in unexpected):
             msg.append("  This is a distillation checkpoint; a distilled student is exported as model_student_final.pth.")
-        msg.append("  Is model.teacher the config that trained this checkpoint?" + (f" ({teacher_config})" if teacher_config else ""))
+        if role == "teacher":
+            msg.append("  Is model.teacher the config that trained this checkpoint?" + (f" ({teacher_config})" if teacher_config else ""))
         raise TeacherCheckpointError("\n".join(msg))
     stored = ckpt.get("thing_classes")
     if stored is not None and expected_classes is not None and list(stored) != list(expected_classes):
         raise TeacherCheckpointError(
-            f"teacher checkpoint {path} was trained on classes {list(stored)}, the student on {list(expected_classes)}"
+            f"{role} checkpoint {path} was trained on classes {list(stored)}, the student on {list(expected_classes)}"
         )
     teacher.load_state_dict(state, strict=True)
 
