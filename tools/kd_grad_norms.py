@@ -19,6 +19,7 @@ import sys
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from clock_distill.config import apply_overrides
 from clock_distill.distill import Distiller
 from clock_distill.distill.diagnostics import kd_grad_norms
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
     torch.manual_seed(args.seed)
     model = instantiate(cfg.model)
     if not isinstance(model, Distiller):

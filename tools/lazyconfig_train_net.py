@@ -20,7 +20,9 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
+from clock_distill.config import apply_overrides
 from clock_distill.distill import DistillationHook, unwrap_distiller
+from clock_distill.distill.distiller import load_teacher_weights
 from clock_distill.engine import DETRTrainer
 from clock_distill.evaluation.kitti_evaluator import build_evaluator
 
@@ -83,15 +85,25 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def load_for_eval(model, path: str) -> None:
+    """``--eval-only`` loads the whole model strictly: a checkpoint of another family, class
+    count or size, or a backbone-only one, would otherwise report the AP of random weights."""
+    if not path:
+        raise SystemExit("error: --eval-only needs train.init_checkpoint=PATH, the trained model to evaluate "
+                         "(without it the evaluation would score random weights)")
+    load_teacher_weights(model, path, role="model")
+
+
 def main(args):
     cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    # Refuses keys the config does not have (a typo would otherwise be ignored silently).
+    cfg = apply_overrides(cfg, args.opts)
     default_setup(cfg, args)
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
+        load_for_eval(model, cfg.train.init_checkpoint)
         model = create_ddp_model(model)
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
 

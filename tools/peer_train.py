@@ -20,6 +20,7 @@ import sys
 from detectron2.config import LazyConfig
 from detectron2.utils.logger import setup_logger
 
+from clock_distill.config import apply_overrides
 from clock_distill.peers import PEER_BUILDERS, train_side_by_side
 
 FAMILY_OF = {"DABDETR": "dab_detr"}
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE")
     args = p.parse_args(argv)
     setup_logger(name="detectron2")
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
     target = cfg.model._target_
     name = target.__name__ if hasattr(target, "__name__") else str(target).rsplit(".", 1)[-1]
     family = FAMILY_OF.get(name)

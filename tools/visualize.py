@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from clock_distill.config import apply_overrides
 from clock_distill.distill import Distiller
 from clock_distill.distill.distiller import load_teacher_weights
 from clock_distill.visualization.inspect import (
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
     teacher, models = load_models(cfg, args.weights, args.baseline_weights)
     has_gt = bool(args.dataset)
     modes = args.modes or [m for m in MODES if (has_gt or m in ("predictions", "attention"))

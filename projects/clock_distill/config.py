@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 from omegaconf import DictConfig, ListConfig
 
@@ -68,8 +68,8 @@ def _target_arguments(target) -> Optional[Set[str]]:
     return {p.name for p in params if p.kind != p.VAR_POSITIONAL}
 
 
-def _problem(cfg, key: str) -> Optional[str]:
-    """Why ``key`` cannot be overridden, or None if it can."""
+def _problem(cfg, key: str) -> Optional[Tuple[str, bool]]:
+    """Why ``key`` cannot be overridden and whether a near key may be meant; None if it can."""
     node, parts = cfg, key.split(".")
     for i, part in enumerate(parts):
         here = ".".join(parts[: i + 1])
@@ -83,15 +83,15 @@ def _problem(cfg, key: str) -> Optional[str]:
                     return None
                 target = node["_target_"]
                 name = target if isinstance(target, str) else getattr(target, "__qualname__", str(target))
-                return f"{here!r} is not in the config, and {name} takes no argument {part!r}"
-            return f"{here!r} is not in the config"
+                return f"{here!r} is not in the config, and {name} takes no argument {part!r}", True
+            return f"{here!r} is not in the config", True
         if isinstance(node, ListConfig):
             if part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
                 continue
-            return f"{here!r}: {'.'.join(parts[:i])} is a list of {len(node)} items"
+            return f"{here!r}: {'.'.join(parts[:i])} is a list of {len(node)} items", False
         parent = ".".join(parts[:i])
-        return f"{parent!r} is {node!r}, not a group of keys, so {here!r} does not exist"
+        return f"{parent!r} is {node!r}, not a group of keys, so {here!r} does not exist", False
     return None
 
 
@@ -102,9 +102,12 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
         if "=" not in o:
             raise ConfigKeyError(f"override {o!r} is not KEY=VALUE")
         key = o.split("=", 1)[0].strip()
-        problem = _problem(cfg, key)
-        if problem is None:
+        found = _problem(cfg, key)
+        if found is None:
             continue
+        problem, suggest = found
+        if not suggest:
+            raise ConfigKeyError(f"unknown config key in override {o!r}: {problem}")
         keys = keys if keys is not None else config_keys(cfg)
         # A key's own prefix ("model" for "model.foo") is no suggestion.
         candidates = [k for k in keys if not key.startswith(k + ".")]

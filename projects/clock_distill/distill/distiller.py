@@ -107,15 +107,16 @@ def load_teacher_weights(teacher: nn.Module, path: str, teacher_config: str = ""
     state = {k: torch.as_tensor(v) for k, v in ckpt["model"].items()}
     if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
         state = {k[len("module."):]: v for k, v in state.items()}
-    if role != "teacher" and any(k.startswith("student.") for k in state):
-        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
     own = teacher.state_dict()
+    if role != "teacher" and any(k.startswith("student.") for k in state) and not any(k.startswith("student.") for k in own):
+        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
                   for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
-        msg = [f"{role} checkpoint {path} does not match the {role} model ({type(teacher).__name__}):"]
+        what = "the model" if role == "model" else f"the {role} model"
+        msg = [f"{role} checkpoint {path} does not match {what} ({type(teacher).__name__}):"]
         if missing:
             msg.append(f"  {len(missing)} missing keys:" + _list(missing))
         if unexpected:
