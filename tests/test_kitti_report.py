@@ -184,3 +184,27 @@ def test_cli_errors_name_the_path(tmp_path, capsys):
     bad.write_text("Car 0 0\n")
     assert cli.main([str(gt_dir), str(res_dir)]) == 1
     assert f"{bad}:1" in capsys.readouterr().err
+
+
+def test_comparison_report_holds_the_numbers_of_its_reports(tmp_path):
+    from clock_distill.evaluation.report import load_kitti_report, write_comparison_report
+
+    clean = evaluate_kitti(*annos(label_objects()), return_curves=True)
+    noisy = evaluate_kitti(*annos(label_objects(), with_fp=True), return_curves=True)
+    for name, (res, curves) in (("alone", noisy), ("distilled", clean)):
+        write_kitti_report(res, tmp_path / name, curves)
+    runs = [(n, *load_kitti_report(tmp_path / n / "kitti_report.json")) for n in ("alone", "distilled")]
+    pic = tmp_path / "pics" / "x.png"
+    pic.parent.mkdir()
+    pic.write_bytes(b"\x89PNG\r\n\x1a\n")
+    path = write_comparison_report(tmp_path / "demo", runs, {"alone": {"params (M)": 3.11, "ms / image": 80.5},
+                                                              "distilled": {"params (M)": 3.11, "ms / image": 79.0}},
+                                   [pic], title="t", notes=["a note"])
+    md = path.read_text()
+    car_alone, car_clean = noisy[0]["Car"]["moderate"]["AP_R40"], clean[0]["Car"]["moderate"]["AP_R40"]
+    assert car_alone < car_clean == pytest.approx(100.0)
+    assert f"| Car | {car_alone:.2f} | {car_clean:.2f} | {car_clean - car_alone:+.2f} |" in md
+    assert "| alone | 3.11 | 80.50 |" in md and "a note" in md and "](../pics/x.png)" in md
+    assert (tmp_path / "demo" / "pr_compare_Car.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="not been evaluated"):
+        load_kitti_report(tmp_path / "missing" / "kitti_report.json")

@@ -18,7 +18,8 @@ import numpy as np
 
 from .kitti import DIFFICULTIES, to_jsonable
 
-__all__ = ["kitti_markdown_table", "write_kitti_report", "compare_reports"]
+__all__ = ["kitti_markdown_table", "write_kitti_report", "compare_reports", "load_kitti_report",
+           "write_comparison_report"]
 
 METRICS = ("AP_R40", "AP_R11")
 
@@ -131,14 +132,14 @@ def write_kitti_report(results: Mapping, output_dir: str | os.PathLike,
     return written
 
 
-def compare_reports(entries: Sequence[tuple[str, Mapping]], output_path: str | os.PathLike,
+def compare_reports(entries: Sequence[tuple[str, Mapping]], output_path: str | os.PathLike | None,
                     difficulty: str = "moderate", metric: str = "AP_R40") -> str:
     """Side-by-side markdown table of several ``evaluate_kitti`` results, deltas to the first.
 
     Args:
         entries: ``[(name, results), ...]``, e.g. teacher, student, distilled student. The first
             one is the reference for the deltas.
-        output_path: the markdown file to write (parent created if needed).
+        output_path: the markdown file to write (parent created if needed), or None.
         difficulty, metric: which number to compare (default Moderate AP_R40, the ranking one).
 
     Returns:
@@ -177,7 +178,92 @@ def compare_reports(entries: Sequence[tuple[str, Mapping]], output_path: str | o
             cells.append("—" if (v is None or b is None) else f"{v - b:+.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    path = Path(output_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if output_path is not None:
+        path = Path(output_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return text
+
+
+def load_kitti_report(path: str | os.PathLike) -> tuple[dict, dict | None]:
+    """``(results, pr_curves)`` from a ``kitti_report.json`` (curves None if it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"KITTI report not found: {path} (the run has not been evaluated)")
+    payload = json.loads(path.read_text())
+    return payload["results"], payload.get("pr_curves")
+
+
+def _plot_pr_comparison(path: Path, cls: str, runs, difficulty: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 3.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, results, curves in runs:
+        if not curves or cls not in curves or difficulty not in curves[cls]:
+            continue
+        cur = curves[cls][difficulty]
+        ax.plot(np.asarray(cur["recall_points"]), np.asarray(cur["precision"]), lw=2,
+                label=f"{name} (AP_R40 {_fmt(results[cls][difficulty]['AP_R40'])})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_title(f"{cls}, {difficulty.capitalize()}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def write_comparison_report(output_dir: str | os.PathLike, runs: Sequence[tuple[str, Mapping, Mapping | None]],
+                            details: Mapping[str, Mapping] | None = None, pictures: Sequence[str | os.PathLike] = (),
+                            title: str = "Comparison", notes: Sequence[str] = ()) -> Path:
+    """One markdown report of several evaluated models, side by side.
+
+    Args:
+        runs: ``[(name, results, pr_curves), ...]`` (:func:`load_kitti_report`); the first is
+            the reference of the deltas (e.g. the student alone, so that a distilled student's
+            delta is the gain of distillation).
+        details: per name, more columns for the model table, e.g. ``{"params (M)": 3.1,
+            "ms / image": 45.0}``.
+        pictures: PNGs to show at the end (paths; linked relative to the report).
+        notes: lines written under the title (e.g. the commands and the wall time).
+
+    Writes ``report.md`` and ``pr_compare_<Class>.png`` (Moderate curves of every run) into
+    ``output_dir``; returns the report's path.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"# {title}", "", *notes, ""]
+    for diff in DIFFICULTIES:
+        md += [f"## {diff.capitalize()}", "", compare_reports([(n, r) for n, r, _ in runs], None, difficulty=diff).rstrip(), ""]
+    if details:
+        cols = list(dict.fromkeys(k for v in details.values() for k in v))
+        md += ["## Models", "", "| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+        for name, _, _ in runs:
+            row = details.get(name, {})
+            md.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in cols) + " |")
+        md.append("")
+    classes = [c for c in _rows(runs[0][1]) if c != "mAP" and any(cv and c in cv for _, _, cv in runs)]
+    if classes:
+        md += ["## Precision-recall (Moderate)", ""]
+        for cls in classes:
+            png = out / f"pr_compare_{cls}.png"
+            _plot_pr_comparison(png, cls, runs, "moderate")
+            md.append(f"![{cls}]({png.name})")
+        md.append("")
+    if pictures:
+        md += ["## Pictures", ""]
+        for pic in pictures:
+            rel = os.path.relpath(pic, out)
+            md += [f"`{rel}`", "", f"![{Path(pic).stem}]({rel})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
