@@ -13,7 +13,6 @@ without it the evaluator is chosen from the test dataset's ``evaluator_type`` (k
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
@@ -23,7 +22,7 @@ from detectron2.utils import comm
 from clock_distill.config import apply_overrides
 from clock_distill.distill import DistillationHook, unwrap_distiller
 from clock_distill.distill.distiller import load_teacher_weights
-from clock_distill.engine import DETRTrainer
+from clock_distill.engine import AtomicCheckpointer, DETRTrainer
 from clock_distill.evaluation.kitti_evaluator import build_evaluator
 
 logger = logging.getLogger("detectron2")
@@ -59,7 +58,8 @@ def do_train(args, cfg):
         clip_grad_params=cfg.train.clip_grad.params if cfg.train.clip_grad.enabled else None,
         amp=cfg.train.amp.enabled,
     )
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # Written whole or not at all: a kill during a save keeps the previous checkpoint for --resume.
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     # A Distiller gets its hook (teacher checks, KD warm-up, KD and teacher metrics, student
     # export), configured by train.distill; before PeriodicWriter, which writes what it logs.
     distill_hook = None

@@ -247,10 +247,11 @@ class Distiller(nn.Module):
         state = {"model": {k: v.detach().cpu() for k, v in self.student.state_dict().items()}}
         if self.student_classes is not None:
             state["thing_classes"] = self.student_classes
+        from ..engine.checkpoint import atomic_open
+
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as f:
+            torch.save(state, f)
 
     # --------------------------------------------------------------- forward
     def forward(self, batched_inputs: List[Dict]):

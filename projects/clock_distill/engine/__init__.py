@@ -1,3 +1,4 @@
+from .checkpoint import AtomicCheckpointer, atomic_open
 from .trainer import DETRTrainer
 
-__all__ = ["DETRTrainer"]
+__all__ = ["AtomicCheckpointer", "DETRTrainer", "atomic_open"]
