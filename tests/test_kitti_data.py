@@ -132,3 +132,25 @@ def test_difficulty_filters():
     assert kitti_difficulty(obj(25, 0, 0.0)) is None
     assert kitti_difficulty(obj(60, 3, 0.0)) is None
     assert kitti_difficulty(obj(60, 0, 0.51)) is None
+
+
+def test_zero_area_boxes_are_dropped_and_counted_negative_boxes_refused(tmp_path, caplog):
+    line = "Car 0.00 0 -1.58 {} 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"
+    flat = line.format("10.00 20.00 50.00 20.00")  # zero height
+    root = _kitti_root(tmp_path, labels={"000000": GOOD + flat, "000001": flat + flat})
+    with caplog.at_level("WARNING"):
+        records = load_kitti_instances(root, "train")
+    assert [len(r["annotations"]) for r in records] == [1, 0]  # never a NaN-making empty box
+    assert len(records[1]["kitti_objects"]) == 2  # the evaluation still sees them (height rule)
+    assert "dropped 3 zero-area ground-truth boxes" in caplog.text and "000000.txt:5" in caplog.text
+
+    (root / "training/label_2/000001.txt").write_text(GOOD + line.format("-3.00 20.00 50.00 40.00"))
+    with pytest.raises(KittiFormatError, match=r"000001\.txt:5: bbox has a negative coordinate: -3\.0 20\.0 50\.0 40\.0"):
+        load_kitti_instances(root, "train")
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    root = _kitti_root(tmp_path)
+    (root / "training/image_2/000001.png").write_bytes(b"not a png")
+    with pytest.raises(KittiFormatError, match=r"KITTI image .*000001\.png cannot be read as an image"):
+        load_kitti_instances(root, "train")

@@ -76,11 +76,11 @@ def parse_kitti_label_line(line: str, where: str = "<string>") -> dict:
     return obj
 
 
-def read_kitti_label_file(path: str | os.PathLike) -> list[dict]:
+def read_kitti_label_file(path: str | os.PathLike, with_lines: bool = False) -> list[dict]:
     """Parse a KITTI label (or result) file into a list of objects (see parse_kitti_label_line).
 
     Blank lines are skipped. A malformed line raises :class:`KittiFormatError` naming the file
-    and the 1-based line number.
+    and the 1-based line number. ``with_lines`` adds each object's ``line`` number.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,6 +90,8 @@ def read_kitti_label_file(path: str | os.PathLike) -> list[dict]:
         for lineno, line in enumerate(f, start=1):
             if line.strip():
                 objects.append(parse_kitti_label_line(line, where=f"{path}:{lineno}"))
+                if with_lines:
+                    objects[-1]["line"] = lineno
     return objects
 
 
@@ -144,10 +146,13 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the image header, without decoding the pixels."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        w, h = im.size
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise KittiFormatError(f"KITTI image {path} cannot be read as an image ({type(e).__name__}: {e})") from None
     return h, w
 
 
@@ -173,24 +178,34 @@ def load_kitti_instances(
     if unknown:
         raise ValueError(f"classes {unknown} are not KITTI object types ({', '.join(KITTI_TYPES)})")
     class_to_id = {c: i for i, c in enumerate(classes)}
-    records = []
+    records, zero_area = [], []
     for image_id in read_split(root, split):
         image_path = root / image_dir / f"{image_id}.png"
         if not image_path.is_file():
             raise FileNotFoundError(f"KITTI image not found: {image_path} (listed in ImageSets/{split}.txt)")
-        objects = read_kitti_label_file(root / label_dir / f"{image_id}.txt")
+        label_path = root / label_dir / f"{image_id}.txt"
+        objects = read_kitti_label_file(label_path, with_lines=True)
         height, width = _image_size(image_path)
-        annotations = [
-            {
+        annotations = []
+        for obj in objects:
+            where = f"{label_path}:{obj.pop('line')}"
+            x1, y1, x2, y2 = obj["bbox"]
+            if min(x1, y1) < 0:
+                raise KittiFormatError(f"{where}: bbox has a negative coordinate: {x1} {y1} {x2} {y2}")
+            if obj["type"] not in class_to_id:
+                continue
+            if x2 <= x1 or y2 <= y1:
+                # A DETR cannot match an empty box (its GIoU is undefined): dropped from
+                # training, counted once per split; evaluation keeps it (the devkit's height rule).
+                zero_area.append(where)
+                continue
+            annotations.append({
                 "bbox": list(obj["bbox"]),
                 "bbox_mode": BoxMode.XYXY_ABS,
                 "category_id": class_to_id[obj["type"]],
                 "truncated": obj["truncated"],
                 "occluded": obj["occluded"],
-            }
-            for obj in objects
-            if obj["type"] in class_to_id
-        ]
+            })
         records.append(
             {
                 "file_name": str(image_path),
@@ -201,6 +216,12 @@ def load_kitti_instances(
                 "kitti_objects": objects,
             }
         )
+    if zero_area:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s (split %s): dropped %d zero-area ground-truth boxes from the annotations, e.g. %s",
+            root, split, len(zero_area), ", ".join(zero_area[:3]))
     return records
 
 
