@@ -20,6 +20,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from clock_distill.config import apply_overrides
+from clock_distill.data.resumable import ResumeStateHook, preserved_rng
 from clock_distill.distill import DistillationHook, unwrap_distiller
 from clock_distill.distill.distiller import load_teacher_weights
 from clock_distill.engine import AtomicCheckpointer, DETRTrainer
@@ -37,7 +38,10 @@ def build_test_evaluator(cfg):
 
 
 def do_test(cfg, model):
-    ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), build_test_evaluator(cfg))
+    # An evaluation in the middle of training leaves the random state as it found it, so that
+    # a resumed run draws what the uninterrupted one draws.
+    with preserved_rng():
+        ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), build_test_evaluator(cfg))
     if comm.is_main_process():
         print_csv_format(ret)
     return ret
@@ -67,8 +71,15 @@ def do_train(args, cfg):
         distill_hook = DistillationHook(
             cfg.train.output_dir, **{"teacher_loss_period": cfg.train.log_period, **cfg.train.get("distill", {})}
         )
+    # Exact --resume (same data order, augmentations and random state) with the resumable loader.
+    sampler = getattr(train_loader, "resumable_sampler", None)
+    resume_hook = ResumeStateHook(sampler, cfg.dataloader.train.total_batch_size) if sampler is not None else None
+    if sampler is None and args.resume:
+        logger.warning("dataloader.train is not clock_distill.data.resumable.build_resumable_train_loader: after "
+                       "--resume the data order and augmentations restart from the beginning of the stream")
     trainer.register_hooks(
         [
+            resume_hook,
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             distill_hook,

@@ -1,15 +1,17 @@
 from detectron2.config import LazyCall as L
-from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data import transforms as T
 from omegaconf import OmegaConf
 
 from clock_distill.data import DetrDatasetMapper
+from clock_distill.data.resumable import build_resumable_train_loader
 
 # detectron2's builtin COCO names (coco_2017_*), registered by detectron2 under
 # $DETECTRON2_DATASETS/coco. DETR's augmentation: multi-scale 480..800 (long edge <= 1333),
 # and with probability 0.5 the resize-crop-resize variant.
 dataloader = OmegaConf.create()
-dataloader.train = L(build_detection_train_loader)(
+# The training loader resumes exactly after --resume (same order and augmentations).
+dataloader.train = L(build_resumable_train_loader)(
     dataset=L(get_detection_dataset_dicts)(names="coco_2017_train"),
     mapper=L(DetrDatasetMapper)(
         augmentation=[
