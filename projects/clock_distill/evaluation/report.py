@@ -52,30 +52,31 @@ def kitti_markdown_table(results: Mapping, curves: Mapping | None = None) -> str
 
 
 
-def _plot_pr(path: Path, cls: str, per_diff: Mapping, results: Mapping) -> None:
+def _pr_figure(path: Path, title: str, curves: Sequence[tuple[Mapping, str, dict]]) -> None:
+    """One precision-recall plot: ``curves`` of (devkit curve, label, line style) -> PNG."""
     # The Figure API renders through Agg without pyplot, so no global backend is switched.
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.0, 3.6), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    styles = {"easy": ("tab:green", 1.5), "moderate": ("tab:blue", 2.5), "hard": ("tab:red", 1.5)}
-    for d in DIFFICULTIES:
-        if d not in per_diff:
-            continue
-        cur = per_diff[d]
-        color, lw = styles[d]
-        ap = results[cls][d]["AP_R40"]
-        ax.plot(np.asarray(cur["recall_points"]), np.asarray(cur["precision"]), color=color, lw=lw,
-                label=f"{d.capitalize()} (AP_R40 {_fmt(ap)})")
+    for cur, label, style in curves:
+        ax.plot(np.asarray(cur["recall_points"]), np.asarray(cur["precision"]), label=label, **style)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Recall")
     ax.set_ylabel("Precision")
-    ax.set_title(f"{cls}: Moderate AP_R40 {_fmt(results[cls]['moderate']['AP_R40'])}")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png")
+
+
+def _plot_pr(path: Path, cls: str, per_diff: Mapping, results: Mapping) -> None:
+    styles = {"easy": ("tab:green", 1.5), "moderate": ("tab:blue", 2.5), "hard": ("tab:red", 1.5)}
+    curves = [(per_diff[d], f"{d.capitalize()} (AP_R40 {_fmt(results[cls][d]['AP_R40'])})",
+               {"color": styles[d][0], "lw": styles[d][1]}) for d in DIFFICULTIES if d in per_diff]
+    _pr_figure(path, f"{cls}: Moderate AP_R40 {_fmt(results[cls]['moderate']['AP_R40'])}", curves)
 
 
 def write_kitti_report(results: Mapping, output_dir: str | os.PathLike,
@@ -195,25 +196,9 @@ def load_kitti_report(path: str | os.PathLike) -> tuple[dict, dict | None]:
 
 
 def _plot_pr_comparison(path: Path, cls: str, runs, difficulty: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0, 3.6), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, results, curves in runs:
-        if not curves or cls not in curves or difficulty not in curves[cls]:
-            continue
-        cur = curves[cls][difficulty]
-        ax.plot(np.asarray(cur["recall_points"]), np.asarray(cur["precision"]), lw=2,
-                label=f"{name} (AP_R40 {_fmt(results[cls][difficulty]['AP_R40'])})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.set_title(f"{cls}, {difficulty.capitalize()}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    curves = [(cv[cls][difficulty], f"{name} (AP_R40 {_fmt(res[cls][difficulty]['AP_R40'])})", {"lw": 2})
+              for name, res, cv in runs if cv and cls in cv and difficulty in cv[cls]]
+    _pr_figure(path, f"{cls}, {difficulty.capitalize()}", curves)
 
 
 def write_comparison_report(output_dir: str | os.PathLike, runs: Sequence[tuple[str, Mapping, Mapping | None]],
