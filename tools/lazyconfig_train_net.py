@@ -23,7 +23,7 @@ from clock_distill.config import apply_overrides
 from clock_distill.data.resumable import ResumeStateHook, preserved_rng
 from clock_distill.distill import DistillationHook, unwrap_distiller
 from clock_distill.distill.distiller import load_teacher_weights
-from clock_distill.engine import AtomicCheckpointer, DETRTrainer
+from clock_distill.engine import AtomicCheckpointer, DETRTrainer, launch_cpu
 from clock_distill.evaluation.kitti_evaluator import build_evaluator
 
 logger = logging.getLogger("detectron2")
@@ -47,6 +47,14 @@ def do_test(cfg, model):
     return ret
 
 
+def ddp_model(model, cfg):
+    """detectron2's ``create_ddp_model`` (a no-op in one process); CPU processes get no device ids."""
+    kwargs = dict(cfg.train.ddp)
+    if next(model.parameters()).device.type == "cpu":
+        kwargs["device_ids"] = None
+    return create_ddp_model(model, **kwargs)
+
+
 def do_train(args, cfg):
     model = instantiate(cfg.model)
     logger.info("Model:\n%s", model)
@@ -56,7 +64,7 @@ def do_train(args, cfg):
     optim = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
 
-    model = create_ddp_model(model, **cfg.train.ddp)
+    model = ddp_model(model, cfg)
     trainer = DETRTrainer(
         model, train_loader, optim,
         clip_grad_params=cfg.train.clip_grad.params if cfg.train.clip_grad.enabled else None,
@@ -109,17 +117,29 @@ def main(args):
     cfg = LazyConfig.load(args.config_file)
     # Refuses keys the config does not have (a typo would otherwise be ignored silently).
     cfg = apply_overrides(cfg, args.opts)
+    if getattr(args, "cpu_processes", 0):
+        cfg.train.device = "cpu"  # asked for by --cpu-processes, even where a GPU exists
     default_setup(cfg, args)
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         load_for_eval(model, cfg.train.init_checkpoint)
-        model = create_ddp_model(model)
+        model = ddp_model(model, cfg)
         return do_test(cfg, model)
     do_train(args, cfg)
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    parser = default_argument_parser()
+    parser.add_argument("--cpu-processes", type=int, default=0,
+                        help="train on CPU in N processes on this machine (gloo); --num-gpus and the machine "
+                             "flags are for GPUs (detectron2's launch, NCCL)")
+    args = parser.parse_args()
+    if args.cpu_processes:
+        if args.num_gpus > 1 or args.num_machines > 1:
+            raise SystemExit("error: --cpu-processes is for one machine without GPUs; do not combine it with "
+                             "--num-gpus or --num-machines")
+        launch_cpu(main, args.cpu_processes, args=(args,))
+    else:
+        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))

@@ -202,7 +202,9 @@ class DenoisingTraining:
         suffixes = ["_dn"] + [f"_dn_{i}" for i in range(num_layers - 1)] if self.aux_loss else ["_dn"]
         if dn is None:
             # Same keys and a graph through label_enc, so every DDP rank reduces the same
-            # parameters whether or not its batch had objects (or denoising is off).
+            # parameters whether or not its batch had objects (or denoising is off); and the
+            # same collectives: the ranks with objects all-reduce their box count here.
+            self.criterion.get_num_boxes(targets, self.device)
             zero = self.label_enc.weight.sum() * 0.0
             return {k + s: zero for s in suffixes for k in self.criterion.loss_keys}
         counts = [int(t["labels"].shape[0]) for t in targets]
