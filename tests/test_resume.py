@@ -60,3 +60,25 @@ def test_resume_continues_exactly(tmp_path):
             assert torch.allclose(sa[k], sb[k], rtol=0, atol=1e-6)
     full_lrs, resumed_lrs = _lrs(full), _lrs(resumed)
     assert sorted(resumed_lrs) == [3, 4, 5] and all(resumed_lrs[i] == full_lrs[i] for i in (3, 4, 5))
+
+
+@pytest.mark.slow
+def test_a_fixed_seed_gives_the_same_losses_twice(tmp_path):
+    """train.seed=7 on CPU: two runs of DINO's synthetic config (detectron2's loader, two data
+    workers, denoising noise) log the same losses for 20 iterations."""
+    data = tmp_path / "datasets"
+    subprocess.run([sys.executable, "-c", "from clock_distill.data.synthetic import generate_synthetic_kitti; "
+                    f"generate_synthetic_kitti({str(data / 'kitti_synthetic')!r}, num_images=8, width=160, height=48)"],
+                   check=True, timeout=120)
+    env = dict(os.environ, DETECTRON2_DATASETS=str(data), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        subprocess.run([sys.executable, "tools/lazyconfig_train_net.py", "--config-file", "configs/dino/dino_r18_kitti_synthetic.py",
+                        f"train.output_dir={out}", "train.max_iter=20", "train.eval_period=100", "train.checkpointer.period=100",
+                        "train.log_period=1", "train.seed=7", "train.init_checkpoint=", "dataloader.train.num_workers=2",
+                        "dataloader.train.total_batch_size=2", "dataloader.test.num_workers=0"],
+                       cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+        rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+        runs.append([{k: v for k, v in r.items() if k.startswith("loss") or k == "total_loss"} for r in rows if "total_loss" in r])
+    assert len(runs[0]) == 20 and runs[0] == runs[1]
