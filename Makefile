@@ -6,6 +6,9 @@ export DETECTRON2_DATASETS ?= datasets
 SYNTH  := $(DETECTRON2_DATASETS)/kitti_synthetic
 # Pytest's own options; override e.g. `make test PYTEST_ARGS="-k kitti -x"`.
 PYTEST_ARGS ?=
+# Test files run in this many processes (pytest-xdist, one file per process at a time, so
+# module fixtures run once); most tests are single-threaded subprocesses, so 2 cores give ~1.5x.
+PYTEST_WORKERS ?= 2
 # `make demo` trains the CPU-sized Deformable DETR briefly (DEMO_ITERS steps, lr x0.1 for the
 # last fifth) and prints its KITTI table; the full run is the config itself (1000 steps).
 DEMO_CONFIG ?= configs/deformable_detr/deformable_detr_r18_kitti_synthetic.py
@@ -35,7 +38,7 @@ demo: setup
 	@cat $(DEMO_OUT)/kitti_report.md
 
 test: setup
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # transformers is the peer of the comparisons (tools/peer_train.py); only the benchmarks need it.
 $(VENV)/.bench.stamp: requirements-bench.txt $(VENV)/.requirements.stamp

@@ -155,7 +155,7 @@ class ResumeStateHook(HookBase):
                  "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
                  "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+            state["gpu"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state):
@@ -174,6 +174,6 @@ class ResumeStateHook(HookBase):
             kind, keys, pos, has_gauss, gauss = s["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             torch.set_rng_state(s["torch"])
-            if "cuda" in s and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(s["cuda"])
+            if "gpu" in s and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(s["gpu"])
             self._restore = None
