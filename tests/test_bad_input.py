@@ -46,6 +46,9 @@ def test_override_keys_are_checked_against_the_config():
     with pytest.raises(ConfigKeyError, match="did you mean 'model.logit_loss.temperature'"):
         apply_overrides(distill, ["model.logit_loss.temprature=2"])
     assert apply_overrides(distill, ["model.memory_loss.weight=100"]).model.memory_loss.weight == 100
+    # The ablations' spelling: None (Python) as null (Hydra), never the string 'None'.
+    ablation = apply_overrides(distill, ["model.logit_loss=None", "model.distill_queries=null"])
+    assert ablation.model.logit_loss is None and ablation.model.distill_queries is None
 
 
 @pytest.mark.slow

@@ -117,9 +117,13 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
 
 
 def apply_overrides(cfg, overrides: Iterable[str]):
-    """``LazyConfig.apply_overrides`` after :func:`check_overrides`."""
+    """``LazyConfig.apply_overrides`` after :func:`check_overrides`; ``KEY=None`` sets None
+    (as ``KEY=null`` does), e.g. ``model.logit_loss=None`` for the LCMD-only ablation."""
     from detectron2.config import LazyConfig
 
-    overrides = list(overrides or [])
+    # detectron2 parses values with Hydra's grammar, where None is spelled null and "None" is
+    # the string 'None' (which then reaches a constructor as a str): take Python's spelling too.
+    overrides = [o.split("=", 1)[0] + "=null" if "=" in o and o.split("=", 1)[1].strip() == "None" else o
+                 for o in (overrides or [])]
     check_overrides(cfg, overrides)
     return LazyConfig.apply_overrides(cfg, overrides)
