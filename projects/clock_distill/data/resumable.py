@@ -65,11 +65,13 @@ class ResumableTrainingSampler(Sampler):
 
 
 @contextlib.contextmanager
-def preserved_rng():
-    """Run a block without changing the python, numpy and torch (CPU and CUDA) random states
-    seen after it (e.g. an evaluation in the middle of training)."""
+def preserved_rng(gpu: bool = True):
+    """Run a block without changing the python, numpy and torch random states seen after it
+    (e.g. an evaluation in the middle of training). ``gpu=False`` leaves the GPU generators out:
+    the data mapping draws on none, and a data-loader worker must not touch CUDA."""
     py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+    gpus = range(torch.cuda.device_count()) if gpu and torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=gpus):
         try:
             yield
         finally:
@@ -90,10 +92,12 @@ class SeededMapDataset(Dataset):
     def __getitem__(self, item):
         position, index = item
         seed = (self.sampler.seed * 1_000_003 + position) % 2**32
-        with preserved_rng():
+        # Per item, in the data workers: CPU generators only (torch.manual_seed would also
+        # queue a seed for every GPU).
+        with preserved_rng(gpu=False):
             random.seed(seed)
             np.random.seed(seed)
-            torch.manual_seed(seed)
+            torch.random.default_generator.manual_seed(seed)
             return self.mapper(self.dataset[index])
 
 
