@@ -113,11 +113,8 @@ def measure_models(family, out: Path, num_images: int = 10):
 
 def pictures(models, family, out: Path, num: int):
     """tools/visualize.py's four modes on the first ``num`` val images."""
-    import torch
     from detectron2.config import LazyConfig, instantiate
     from detectron2.data import DatasetCatalog, MetadataCatalog
-    from detectron2.data import detection_utils as utils
-    from detectron2.structures import BoxMode
 
     from clock_distill.visualization.inspect import (
         Sample, draw_attention, draw_memory, draw_predictions, draw_target_queries, save_png)
@@ -129,10 +126,7 @@ def pictures(models, family, out: Path, num: int):
     students = {k: v for k, v in models.items() if k != "teacher"}
     paths = []
     for d in DatasetCatalog.get("kitti_synthetic_val")[:num]:
-        anns = [a for a in d["annotations"] if not a.get("iscrowd", 0)]
-        boxes = torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns]).reshape(-1, 4)
-        s = Sample(utils.read_image(d["file_name"], format="RGB"), mapper({k: v for k, v in d.items() if k != "annotations"}),
-                   boxes.float(), torch.tensor([a["category_id"] for a in anns], dtype=torch.long), name=str(d["image_id"]))
+        s = Sample.from_dataset_dict(d, mapper)
         for mode, pic in (("predictions", draw_predictions(models, s, meta)),
                           ("queries", draw_target_queries(models, s, meta, content=content)),
                           ("attention", draw_attention(models, s, meta, "gt", max_queries=3, content=content)),

@@ -27,7 +27,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from detectron2.config import LazyConfig, instantiate
 
 from clock_distill.config import apply_overrides
@@ -69,7 +68,6 @@ def load_models(cfg, weights, baseline_weights):
 def load_samples(cfg, dataset, images, num_images, image_ids):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.data import detection_utils as utils
-    from detectron2.structures import BoxMode
 
     mapper = instantiate(cfg.dataloader.test.mapper)
     if dataset:
@@ -91,15 +89,7 @@ def load_samples(cfg, dataset, images, num_images, image_ids):
             h, w = utils.read_image(p).shape[:2]
             dicts.append({"file_name": p, "image_id": Path(p).stem, "height": h, "width": w})
         metadata = MetadataCatalog.get(cfg.dataloader.test.dataset.names) if "dataset" in cfg.dataloader.test else None
-    samples = []
-    for d in dicts:
-        anns = [a for a in d.get("annotations", []) if not a.get("iscrowd", 0)]
-        boxes = torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
-                             dtype=torch.float32).reshape(-1, 4)
-        classes = torch.tensor([a["category_id"] for a in anns], dtype=torch.long)
-        samples.append(Sample(utils.read_image(d["file_name"], format="RGB"), mapper({k: v for k, v in d.items()
-                                                                                   if k != "annotations"}),
-                              boxes, classes, name=str(d["image_id"])))
+    samples = [Sample.from_dataset_dict(d, mapper) for d in dicts]
     return samples, metadata
 
 

@@ -54,6 +54,20 @@ class Sample:
         self.gt_boxes = gt_boxes if gt_boxes is not None else torch.zeros(0, 4)
         self.gt_classes = gt_classes if gt_classes is not None else torch.zeros(0, dtype=torch.long)
 
+    @classmethod
+    def from_dataset_dict(cls, d: Dict, mapper) -> "Sample":
+        """From a detectron2 dataset dict (``file_name``, ``image_id``, optional ``annotations``;
+        crowd regions are not drawn as objects) and the test mapper that makes the model input."""
+        from detectron2.data import detection_utils as utils
+        from detectron2.structures import BoxMode
+
+        anns = [a for a in d.get("annotations", []) if not a.get("iscrowd", 0)]
+        boxes = torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
+                             dtype=torch.float32).reshape(-1, 4)
+        classes = torch.tensor([a["category_id"] for a in anns], dtype=torch.long)
+        model_input = mapper({k: v for k, v in d.items() if k != "annotations"})
+        return cls(utils.read_image(d["file_name"], format="RGB"), model_input, boxes, classes, name=str(d["image_id"]))
+
     @property
     def height(self) -> int:
         return self.image.shape[0]
