@@ -2,12 +2,18 @@
 """Benchmarks, never asserted in tests.
 
     python tools/benchmark.py eval [--only kitti_eval coco_eval] [--json output/bench.json]
+    python tools/benchmark.py speed [--smoke] [--families ...] [--parts ...] [--results benchmarks/results/quick]
     python tools/benchmark.py distill --profile quick [--only FAMILY/METHOD/SEED ...] [--list]
         [--aggregate-only] [--results benchmarks/results/PROFILE] [--work output/bench/PROFILE]
 
 eval:
 - kitti_eval: the official KITTI 2D AP on a KITTI-val-sized problem (3,769 images x 100 detections).
 - coco_eval: pycocotools COCOeval vs faster-coco-eval on a COCO-val-sized problem (5,000 images).
+
+speed: speed and memory, measured side by side (clock_distill.evaluation.speed_bench): ours
+against Hugging Face transformers (train step, inference, deformable attention), the
+distillation overhead, deployment latency and parameters, peak memory, KITTI evaluation time.
+Writes RESULTS/speed.json and RESULTS/speed.md (--readme: also into the README).
 
 distill: the distillation table (clock_distill.evaluation.distill_bench).
 Tuning: --split tune [--set KEY=VALUE ... --tag NAME] runs the named cells evaluated on the tune
@@ -102,6 +108,36 @@ def run_distill(args) -> int:
     return 0
 
 
+def run_speed_cmd(args) -> int:
+    from clock_distill.evaluation.speed_bench import SpeedSettings, run_speed, speed_markdown
+
+    kw = dict(threads=args.threads, device=args.device)
+    if args.families:
+        kw["families"] = tuple(args.families)
+        kw["peer_families"] = tuple(f for f in args.families if f != "dino")  # DINO has no transformers peer
+    if args.parts:
+        kw["parts"] = tuple(args.parts)
+    settings = SpeedSettings.for_smoke(**kw) if args.smoke else SpeedSettings(repeats=args.repeats, **kw)
+    results = args.results or REPO / "benchmarks" / "results" / ("smoke" if args.smoke else "quick")
+    if args.smoke:
+        from clock_distill.data.synthetic import ensure_synthetic_kitti
+
+        # Tiny images, in the work folder: the smoke run checks the plumbing, not the speed.
+        data = (args.work or REPO / "output" / "bench" / "smoke").resolve() / "datasets"
+        ensure_synthetic_kitti(data / "kitti_synthetic", width=160, height=48, splits={"train": 4, "tune": 2, "val": 2})
+        os.environ["DETECTRON2_DATASETS"] = str(data)
+    summary = run_speed(settings)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "speed.json").write_text(json.dumps(summary, indent=1) + "\n")
+    md = speed_markdown(summary)
+    (results / "speed.md").write_text(md)
+    print(md)
+    if args.readme:
+        splice_results(args.readme, "speed", results / "speed.md")
+    print(f"wrote {results / 'speed.json'} and {results / 'speed.md'}")
+    return 0
+
+
 def splice_results(readme: Path, key: str, table: Path) -> None:
     """Put ``table`` between ``<!-- results:KEY -->`` and ``<!-- /results:KEY -->`` in ``readme``."""
     text = readme.read_text()
@@ -121,6 +157,16 @@ def main(argv=None) -> int:
     e = sub.add_parser("eval", help="evaluator speed")
     e.add_argument("--only", nargs="+", choices=("kitti_eval", "coco_eval"), default=("kitti_eval", "coco_eval"))
     e.add_argument("--json", type=Path, default=Path("output/bench.json"))
+    sp = sub.add_parser("speed", help="speed and memory against the peer, distillation overhead, deployment")
+    sp.add_argument("--smoke", action="store_true", help="tiny images, one repeat: checks the plumbing only")
+    sp.add_argument("--families", nargs="+", choices=("dab_detr", "deformable_detr", "dino"))
+    sp.add_argument("--parts", nargs="+", choices=("peer", "msda", "distill_overhead", "deploy", "memory", "kitti_eval"))
+    sp.add_argument("--repeats", type=int, default=7)
+    sp.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    sp.add_argument("--device", default="cpu", help="cpu or cuda")
+    sp.add_argument("--results", type=Path, help="default benchmarks/results/quick (smoke: benchmarks/results/smoke)")
+    sp.add_argument("--work", type=Path, help="--smoke's data folder, default output/bench/smoke")
+    sp.add_argument("--readme", type=Path, help="also put speed.md into this file between <!-- results:speed --> markers")
     d = sub.add_parser("distill", help="the distillation table, cell by cell")
     d.add_argument("--profile", default="quick", choices=("quick", "smoke", "full"))
     d.add_argument("--only", nargs="+", metavar="FAMILY/METHOD/SEED", help="run (again) only these cells")
@@ -135,7 +181,7 @@ def main(argv=None) -> int:
     d.add_argument("--tag", help="with --set: the variant's name (row METHOD[TAG])")
     d.add_argument("--test-dataset", default="kitti_synthetic_tune", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    return run_eval(args) if args.cmd == "eval" else run_distill(args)
+    return {"eval": run_eval, "speed": run_speed_cmd, "distill": run_distill}[args.cmd](args)
 
 
 if __name__ == "__main__":

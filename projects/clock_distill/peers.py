@@ -5,7 +5,8 @@ by ``make test``. A peer is built at the sizes of one of our models (hidden size
 heads, queries, classes) and gets *our* backbone module (a copy, with its pretrained weights
 and frozen parts), so that a comparison isolates the transformer, the heads and the loss.
 
-Used by ``tools/peer_train.py`` (does the peer learn what ours learns from the same start?).
+Used by ``tools/peer_train.py`` (does the peer learn what ours learns from the same start?) and
+by the speed benchmark (``tools/benchmark.py speed``: how fast is ours beside the peer?).
 Shapes: B batch, Q queries, C classes.
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["require_transformers", "D2BackboneForHF", "hf_dab_detr", "hf_inputs", "HFDetector", "PEER_BUILDERS"]
+__all__ = ["require_transformers", "D2BackboneForHF", "hf_dab_detr", "hf_deformable_detr", "hf_inputs", "HFDetector", "PEER_BUILDERS"]
 
 
 def require_transformers():
@@ -117,6 +118,67 @@ def hf_dab_detr(ours: nn.Module, anchor_init: str = "peer"):
     return peer
 
 
+def hf_deformable_detr(ours: nn.Module):
+    """``DeformableDetrForObjectDetection`` at the sizes of our
+    :class:`~clock_distill.modeling.DeformableDETR` ``ours`` (levels, layers, FFN, heads, points,
+    queries, box refinement, two-stage), with a deep copy of ``ours.backbone`` (weights and frozen
+    parts included) as its backbone and an input projection of the peer's own design for our
+    backbone's channels (1x1 conv + GroupNorm per backbone level, 3x3 stride-2 conv + GroupNorm
+    for each extra level, as our ``ChannelMapper``). Dropout 0, as ours; auxiliary losses as ours.
+
+    The peer's class loss weight is fixed at 1 where ours may differ: that changes a loss value,
+    not the work, so the peer serves speed comparisons, not loss-curve ones.
+    """
+    tf = require_transformers()
+    enc, dec = ours.encoder, ours.decoder_layers
+    msda = enc.layers[0].self_attn
+    features = tuple(ours.neck.in_features)
+    weights, matcher = ours.criterion.weight_dict, ours.criterion.matcher
+    config = tf.DeformableDetrConfig(
+        use_timm_backbone=False,
+        # A tiny stand-in, replaced below by our backbone.
+        backbone_config=tf.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1],
+            out_features=[f"stage{4 - i}" for i in reversed(range(len(features)))],
+        ),
+        num_queries=ours.num_queries,
+        two_stage_num_proposals=ours.num_queries,
+        num_labels=ours.num_classes,
+        d_model=ours.embed_dim,
+        encoder_layers=len(enc.layers),
+        decoder_layers=len(dec),
+        encoder_ffn_dim=enc.layers[0].ffn.linear1.out_features,
+        decoder_ffn_dim=dec[0].ffn.linear1.out_features,
+        encoder_attention_heads=msda.num_heads,
+        decoder_attention_heads=dec[0].cross_attn.num_heads,
+        num_feature_levels=ours.num_levels,
+        encoder_n_points=msda.num_points,
+        decoder_n_points=dec[0].cross_attn.num_points,
+        with_box_refine=bool(ours.with_box_refine),
+        two_stage=bool(ours.as_two_stage),
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        auxiliary_loss=bool(ours.aux_loss),
+        class_cost=_int_weight(vars(matcher), "cost_class"),
+        bbox_cost=_int_weight(vars(matcher), "cost_bbox"),
+        giou_cost=_int_weight(vars(matcher), "cost_giou"),
+        bbox_loss_coefficient=_int_weight(weights, "loss_bbox"),
+        giou_loss_coefficient=_int_weight(weights, "loss_giou"),
+    )
+    peer = tf.DeformableDetrForObjectDetection(config)
+    backbone = D2BackboneForHF(copy.deepcopy(ours.backbone), features)
+    peer.model.backbone = backbone
+    D, groups = ours.embed_dim, ours.neck.convs[0][1].num_groups
+    proj = [nn.Sequential(nn.Conv2d(c, D, 1), nn.GroupNorm(groups, D)) for c in backbone.intermediate_channel_sizes]
+    extra_in = backbone.intermediate_channel_sizes[-1]
+    for _ in range(ours.num_levels - len(features)):
+        proj.append(nn.Sequential(nn.Conv2d(extra_in, D, 3, stride=2, padding=1), nn.GroupNorm(groups, D)))
+        extra_in = D
+    peer.model.input_proj = nn.ModuleList(proj)
+    return peer
+
+
 def _int_weight(weights: Dict[str, float], key: str) -> int:
     """The peer's config takes integer weights and costs."""
     w = weights[key]
@@ -125,7 +187,7 @@ def _int_weight(weights: Dict[str, float], key: str) -> int:
     return int(w)
 
 
-PEER_BUILDERS = {"dab_detr": hf_dab_detr}
+PEER_BUILDERS = {"dab_detr": hf_dab_detr, "deformable_detr": hf_deformable_detr}
 
 
 def hf_inputs(ours: nn.Module, batched_inputs: List[Dict], with_labels: bool) -> Tuple[Dict, list]:

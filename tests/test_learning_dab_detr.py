@@ -1,0 +1,10 @@
+"""Learning test: dab_detr overfits 4 synthetic KITTI images (the bars: learning_check.py)."""
+
+import pytest
+
+from learning_check import check_overfits_synthetic_kitti
+
+
+@pytest.mark.slow
+def test_dab_detr_overfits_synthetic_kitti(tmp_path):
+    check_overfits_synthetic_kitti(tmp_path, "dab_detr")
