@@ -40,13 +40,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# transformers is the peer of the comparisons (tools/peer_train.py); only the benchmarks need it.
+# transformers is the peer of the comparisons (tools/peer_train.py, tools/benchmark.py speed);
+# only the benchmarks need it.
 $(VENV)/.bench.stamp: requirements-bench.txt $(VENV)/.requirements.stamp
 	$(PY) -m pip install -q -r requirements-bench.txt
 	@touch $@
 
 bench: setup $(VENV)/.bench.stamp
 	$(PY) tools/benchmark.py eval
+	$(PY) tools/benchmark.py speed --readme README.md
 
 clean:
 	rm -rf $(VENV) .cache output

@@ -108,6 +108,12 @@ def _ratio(res: Dict[str, Dict], a: str, b: str) -> float:
     return res[a]["median_s"] / res[b]["median_s"]
 
 
+def _ratio_without(res: Dict[str, Dict], common: str) -> Optional[float]:
+    """(ours - common) / (peer - common); None when the peer's rest is not positive (noise)."""
+    rest_peer = res["peer"]["median_s"] - res[common]["median_s"]
+    return (res["ours"]["median_s"] - res[common]["median_s"]) / rest_peer if rest_peer > 0 else None
+
+
 # ----------------------------------------------------------------------------- models and batches
 def load_config(path: str, overrides: Sequence[str] = ()):
     """A LazyConfig with ``overrides``, no pretrained backbone (speed does not depend on weights)
@@ -196,14 +202,31 @@ def peer_speed(family: str, s: SpeedSettings) -> Dict:
     opt_ours, opt_peer = _optimizer(cfg, ours), _optimizer(cfg, peer)
     inputs, _ = hf_inputs(ours, batch, with_labels=True)
 
+    pixels = ours.preprocess_image(batch).tensor
+
+    def backbone_step():
+        # The backbone's share of a step, which both sides run (the peer has a copy of ours):
+        # even a transformer that cost nothing could not bring the ratio below backbone / peer.
+        ours.train()
+        sum(f.sum() for f in ours.backbone(pixels).values()).backward()
+        ours.zero_grad(set_to_none=True)
+
     train = alternate({
         "ours": _step_fn(ours, opt_ours, lambda: sum(ours(batch).values())),
         # The peer's inputs are made once, outside the timing: ours also gets its tensors ready-made.
         "peer": _step_fn(peer, opt_peer, lambda: peer(**inputs).loss),
+        "backbone": backbone_step,
     }, s.repeats, s.warmup, device)
     image = _to(eval_images(cfg, 1), device)
-    infer = alternate({"ours": _eval_fn(ours, image), "peer": _eval_fn(HFDetector(peer, ours), image)},
-                      s.repeats, s.warmup, device)
+    image_pixels = ours.preprocess_image(image).tensor
+
+    def backbone_infer():
+        ours.eval()
+        with torch.no_grad():
+            ours.backbone(image_pixels)
+
+    infer = alternate({"ours": _eval_fn(ours, image), "peer": _eval_fn(HFDetector(peer, ours), image),
+                       "backbone": backbone_infer}, s.repeats, s.warmup, device)
     return {
         "config": path, "overrides": list(overrides), "batch_size": s.batch_size,
         "image_hw": list(batch[0]["image"].shape[-2:]), "test_image_hw": list(image[0]["image"].shape[-2:]),
@@ -211,6 +234,10 @@ def peer_speed(family: str, s: SpeedSettings) -> Dict:
         "train_step_s": {k: v["median_s"] for k, v in train.items()},
         "inference_ms": {k: 1000 * v["median_s"] for k, v in infer.items()},
         "params_ours": num_params(ours), "params_peer": num_params(peer),
+        "backbone_floor": {"train_step": _ratio(train, "backbone", "peer"), "inference": _ratio(infer, "backbone", "peer")},
+        # What differs between the sides: everything but the shared backbone (a difference of
+        # medians, so noisier than the ratios above).
+        "without_backbone_ratio": {"train_step": _ratio_without(train, "backbone"), "inference": _ratio_without(infer, "backbone")},
     }
 
 
@@ -455,6 +482,10 @@ def _rounded(x, nd: int = 4):
     return x
 
 
+def _x(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
 _NAMES = {"dab_detr": "DAB-DETR", "deformable_detr": "Deformable DETR", "dino": "DINO"}
 
 
@@ -466,16 +497,21 @@ def speed_markdown(r: Dict) -> str:
         lines.append("**Smoke run: tiny images and one repeat; these numbers are not measurements.**")
     if r.get("peer"):
         lines += ["", "Against Hugging Face transformers (ours / peer, median time; below 1 is faster):", "",
-                  "| family | train step | inference / image | ours s/step | peer s/step | ours ms/img | peer ms/img | params ours | params peer |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| family | train step | inference / image | ours s/step | peer s/step | ours ms/img | peer ms/img | params ours | params peer | backbone floor (train / inference) | without the backbone (train / inference) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for f, v in r["peer"].items():
             if "skipped" in v:
-                lines.append(f"| {_NAMES[f]} | skipped: {v['skipped']} |||||||| ")
+                lines.append(f"| {_NAMES[f]} | skipped: {v['skipped']} |||||||||| ")
                 continue
             lines.append(f"| {_NAMES[f]} | {v['train_step_ratio']:.2f}x | {v['inference_ratio']:.2f}x | "
                          f"{v['train_step_s']['ours']:.3f} | {v['train_step_s']['peer']:.3f} | "
                          f"{v['inference_ms']['ours']:.1f} | {v['inference_ms']['peer']:.1f} | "
-                         f"{v['params_ours'] / 1e6:.2f}M | {v['params_peer'] / 1e6:.2f}M |")
+                         f"{v['params_ours'] / 1e6:.2f}M | {v['params_peer'] / 1e6:.2f}M | "
+                         f"{v['backbone_floor']['train_step']:.2f}x / {v['backbone_floor']['inference']:.2f}x | "
+                         f"{_x(v['without_backbone_ratio']['train_step'])} / {_x(v['without_backbone_ratio']['inference'])} |")
+        lines += ["", "The backbone floor is the shared backbone's time over the peer's: the ratio that a "
+                      "transformer, heads and loss costing nothing would reach. \"Without the backbone\" is "
+                      "(ours - backbone) / (peer - backbone): the transformer, heads and loss alone."]
     if r.get("msda") and "skipped" not in r["msda"]:
         m = r["msda"]
         lines += ["", f"Deformable attention alone, forward + backward at the encoder's shapes "
