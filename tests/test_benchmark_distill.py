@@ -126,3 +126,24 @@ def test_paired_gains_use_the_same_seeds_and_targets_wait_for_three_seeds():
     assert t["teacher_margin"] == 25.0 and t["teacher_at_least_5"] is True
     rows["clockdistill"] = _row((1, 2, 3), (45.0, 48.0, 51.0))  # same mean, std 3: the gain is noise
     assert judge_targets(rows)["gain_above_2_std"] is False
+
+
+def test_a_cell_folder_of_another_config_is_set_aside_not_resumed(tmp_path):
+    from clock_distill.evaluation.distill_bench import resolved_config_yaml, set_aside_stale_run
+
+    out = tmp_path / "s1"
+    base = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file",
+            "configs/clock_distill/dino_clockdistill_kitti_synthetic.py", "train.seed=1", f"train.output_dir={out}"]
+    out.mkdir()
+    (out / "last_checkpoint").write_text("model_final.pth")
+    (out / "config.yaml").write_text(resolved_config_yaml(base, REPO))
+    # The same config (with or without --resume): resumed, nothing moved.
+    assert set_aside_stale_run(out, base[:4] + ["--resume"] + base[4:], REPO, log=lambda *a: None) is None
+    assert (out / "last_checkpoint").is_file()
+    # A default changed since the folder's run (here as an override): the old run is kept aside,
+    # the cell starts in an empty folder.
+    logs = []
+    moved = set_aside_stale_run(out, base + ["model.memory_loss.weight=7"], REPO, log=logs.append)
+    assert moved == tmp_path / "s1.stale-1" and (moved / "last_checkpoint").is_file()
+    assert out.is_dir() and not any(out.iterdir())
+    assert "config.yaml differs" in logs[0] and "s1.stale-1" in logs[0]

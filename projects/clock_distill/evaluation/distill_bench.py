@@ -188,6 +188,44 @@ def cell_command(cell: Cell, work: Path, profile: Profile, teacher_work: Optiona
     return cmd
 
 
+def resolved_config_yaml(command: List[str], repo: Path) -> str:
+    """The config.yaml that ``tools/lazyconfig_train_net.py`` would save for ``command`` (its
+    config file and KEY=VALUE overrides), as text."""
+    import tempfile
+
+    from detectron2.config import LazyConfig
+
+    from ..config import apply_overrides
+
+    config = command[command.index("--config-file") + 1]
+    overrides = [a for a in command[command.index("--config-file") + 2:] if a != "--resume"]
+    cfg = apply_overrides(LazyConfig.load(str(repo / config)), overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        LazyConfig.save(cfg, f"{tmp}/config.yaml")
+        return Path(f"{tmp}/config.yaml").read_text()
+
+
+def set_aside_stale_run(out: Path, command: List[str], repo: Path, log=print) -> Optional[Path]:
+    """A cell resumes from the checkpoints in its folder; that is right only for a run of the same
+    config. When the folder holds a run of another config (a default changed since, e.g. a loss
+    weight; or ``--only`` reruns a finished cell after such a change), resuming would continue,
+    or merely re-evaluate, the old model. Such a folder is renamed ``sSEED.stale-N`` (kept, not
+    deleted) and the cell starts afresh. Returns the new name, or None when nothing was moved."""
+    if not (out / "last_checkpoint").exists():
+        return None
+    saved = out / "config.yaml"
+    if saved.is_file() and saved.read_text() == resolved_config_yaml(command, repo):
+        return None
+    n = 1
+    while out.with_name(f"{out.name}.stale-{n}").exists():
+        n += 1
+    moved = out.rename(out.with_name(f"{out.name}.stale-{n}"))
+    log(f"{out} held a run of another config ({'config.yaml differs' if saved.is_file() else 'no config.yaml'}): "
+        f"moved to {moved.name}; the cell starts afresh")
+    out.mkdir(parents=True)
+    return moved
+
+
 def read_results(output_dir: Path) -> Dict[str, float]:
     """The final KITTI report as flat keys: ``mAP_moderate_R40``, ``Car_easy_R40``, ..."""
     report = output_dir / "kitti_report.json"
@@ -215,6 +253,7 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
         if not teacher.is_file():
             raise FileNotFoundError(f"{cell.name} needs the teacher {teacher}: run the cell {cell.family}/teacher/"
                                     f"{profile.teacher_seed} first (it runs first in the profile's order)")
+    set_aside_stale_run(out, cell_command(cell, work, profile, teacher_work), repo, log)
     cmd = cell_command(cell, work, profile, teacher_work)
     commit = git_commit(repo)  # the code the cell starts with
     log(f"[{cell.name}] {' '.join(cmd[1:])}")
