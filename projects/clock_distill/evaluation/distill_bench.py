@@ -216,11 +216,12 @@ def set_aside_stale_run(out: Path, command: List[str], repo: Path, log=print) ->
     saved = out / "config.yaml"
     if saved.is_file() and saved.read_text() == resolved_config_yaml(command, repo):
         return None
+    why = "config.yaml differs" if saved.is_file() else "no config.yaml"
     n = 1
     while out.with_name(f"{out.name}.stale-{n}").exists():
         n += 1
     moved = out.rename(out.with_name(f"{out.name}.stale-{n}"))
-    log(f"{out} held a run of another config ({'config.yaml differs' if saved.is_file() else 'no config.yaml'}): "
+    log(f"{out} held a run of another config ({why}): "
         f"moved to {moved.name}; the cell starts afresh")
     out.mkdir(parents=True)
     return moved
