@@ -76,38 +76,17 @@ def hf_dab_detr(ours: nn.Module, anchor_init: str = "peer"):
     if anchor_init not in ("peer", "reference"):
         raise ValueError(f"anchor_init must be 'peer' or 'reference', got {anchor_init!r}")
     tf = require_transformers()
-    enc, dec = ours.encoder, ours.decoder_layers
-    attn = enc.layers[0].self_attn
+    attn, dec = ours.encoder.layers[0].self_attn, ours.decoder_layers
     features = tuple(ours.neck.in_features)
     if len(features) != 1:
         raise ValueError(f"DAB-DETR is single-scale; our model's neck takes {features}")
-    weights, matcher = ours.criterion.weight_dict, ours.criterion.matcher
-    if weights["loss_class"] != 1:
-        raise ValueError(f"the peer's class loss weight is fixed at 1; ours is {weights['loss_class']}")
+    if ours.criterion.weight_dict["loss_class"] != 1:
+        raise ValueError(f"the peer's class loss weight is fixed at 1; ours is {ours.criterion.weight_dict['loss_class']}")
     config = tf.DabDetrConfig(
-        use_timm_backbone=False,
-        # A tiny stand-in, replaced below by our backbone; it only decides the projection's input width.
-        backbone_config=tf.ResNetConfig(
-            embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], out_features=["stage4"]
-        ),
-        num_queries=ours.num_queries,
-        num_labels=ours.num_classes,
+        **_shared_config(tf, ours, num_backbone_features=1),
         hidden_size=ours.embed_dim,
-        encoder_layers=len(enc.layers),
-        decoder_layers=len(dec),
-        encoder_ffn_dim=enc.layers[0].ffn.linear1.out_features,
-        decoder_ffn_dim=dec[0].ffn.linear1.out_features,
         encoder_attention_heads=attn.num_heads,
         decoder_attention_heads=dec[0].cross_attn.n_heads,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        auxiliary_loss=bool(ours.aux_loss),
-        class_cost=_int_weight(vars(matcher), "cost_class"),
-        bbox_cost=_int_weight(vars(matcher), "cost_bbox"),
-        giou_cost=_int_weight(vars(matcher), "cost_giou"),
-        bbox_loss_coefficient=_int_weight(weights, "loss_bbox"),
-        giou_loss_coefficient=_int_weight(weights, "loss_giou"),
     )
     peer = tf.DabDetrForObjectDetection(config)
     backbone = D2BackboneForHF(copy.deepcopy(ours.backbone), features)
@@ -130,25 +109,12 @@ def hf_deformable_detr(ours: nn.Module):
     not the work, so the peer serves speed comparisons, not loss-curve ones.
     """
     tf = require_transformers()
-    enc, dec = ours.encoder, ours.decoder_layers
-    msda = enc.layers[0].self_attn
+    msda, dec = ours.encoder.layers[0].self_attn, ours.decoder_layers
     features = tuple(ours.neck.in_features)
-    weights, matcher = ours.criterion.weight_dict, ours.criterion.matcher
     config = tf.DeformableDetrConfig(
-        use_timm_backbone=False,
-        # A tiny stand-in, replaced below by our backbone.
-        backbone_config=tf.ResNetConfig(
-            embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1],
-            out_features=[f"stage{4 - i}" for i in reversed(range(len(features)))],
-        ),
-        num_queries=ours.num_queries,
+        **_shared_config(tf, ours, num_backbone_features=len(features)),
         two_stage_num_proposals=ours.num_queries,
-        num_labels=ours.num_classes,
         d_model=ours.embed_dim,
-        encoder_layers=len(enc.layers),
-        decoder_layers=len(dec),
-        encoder_ffn_dim=enc.layers[0].ffn.linear1.out_features,
-        decoder_ffn_dim=dec[0].ffn.linear1.out_features,
         encoder_attention_heads=msda.num_heads,
         decoder_attention_heads=dec[0].cross_attn.num_heads,
         num_feature_levels=ours.num_levels,
@@ -156,15 +122,6 @@ def hf_deformable_detr(ours: nn.Module):
         decoder_n_points=dec[0].cross_attn.num_points,
         with_box_refine=bool(ours.with_box_refine),
         two_stage=bool(ours.as_two_stage),
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        auxiliary_loss=bool(ours.aux_loss),
-        class_cost=_int_weight(vars(matcher), "cost_class"),
-        bbox_cost=_int_weight(vars(matcher), "cost_bbox"),
-        giou_cost=_int_weight(vars(matcher), "cost_giou"),
-        bbox_loss_coefficient=_int_weight(weights, "loss_bbox"),
-        giou_loss_coefficient=_int_weight(weights, "loss_giou"),
     )
     peer = tf.DeformableDetrForObjectDetection(config)
     backbone = D2BackboneForHF(copy.deepcopy(ours.backbone), features)
@@ -177,6 +134,37 @@ def hf_deformable_detr(ours: nn.Module):
         extra_in = D
     peer.model.input_proj = nn.ModuleList(proj)
     return peer
+
+
+def _shared_config(tf, ours: nn.Module, num_backbone_features: int) -> Dict:
+    """The config keys that both transformers DETRs take, at the sizes of ``ours``: queries,
+    classes, layers, FFN widths, no dropout, auxiliary losses, our matcher costs and our L1 and
+    GIoU loss weights; and a tiny stand-in backbone (replaced by ours after construction) with
+    ``num_backbone_features`` outputs."""
+    enc, dec = ours.encoder, ours.decoder_layers
+    weights, matcher = ours.criterion.weight_dict, ours.criterion.matcher
+    return dict(
+        use_timm_backbone=False,
+        backbone_config=tf.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1],
+            out_features=[f"stage{4 - i}" for i in reversed(range(num_backbone_features))],
+        ),
+        num_queries=ours.num_queries,
+        num_labels=ours.num_classes,
+        encoder_layers=len(enc.layers),
+        decoder_layers=len(dec),
+        encoder_ffn_dim=enc.layers[0].ffn.linear1.out_features,
+        decoder_ffn_dim=dec[0].ffn.linear1.out_features,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        auxiliary_loss=bool(ours.aux_loss),
+        class_cost=_int_weight(vars(matcher), "cost_class"),
+        bbox_cost=_int_weight(vars(matcher), "cost_bbox"),
+        giou_cost=_int_weight(vars(matcher), "cost_giou"),
+        bbox_loss_coefficient=_int_weight(weights, "loss_bbox"),
+        giou_loss_coefficient=_int_weight(weights, "loss_giou"),
+    )
 
 
 def _int_weight(weights: Dict[str, float], key: str) -> int:
