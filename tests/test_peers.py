@@ -49,7 +49,7 @@ def test_our_backbone_as_the_peers_conv_encoder_gives_features_with_downsampled_
 
 
 def test_side_by_side_refuses_an_unknown_family_or_side(tmp_path):
-    with pytest.raises(KeyError, match="deformable_detr"):
-        train_side_by_side(None, "deformable_detr", out_dir=tmp_path)
+    with pytest.raises(KeyError, match="dino"):
+        train_side_by_side(None, "dino", out_dir=tmp_path)
     with pytest.raises(ValueError, match="teacher"):
         train_side_by_side(None, "dab_detr", sides=("ours", "teacher"), out_dir=tmp_path)
