@@ -3,6 +3,7 @@
 
     python tools/benchmark.py eval [--only kitti_eval coco_eval] [--json output/bench.json]
     python tools/benchmark.py speed [--smoke] [--families ...] [--parts ...] [--results benchmarks/results/quick]
+    python tools/benchmark.py speed --profile-step deformable_detr
     python tools/benchmark.py distill --profile quick [--only FAMILY/METHOD/SEED ...] [--list]
         [--aggregate-only] [--results benchmarks/results/PROFILE] [--work output/bench/PROFILE]
 
@@ -109,9 +110,15 @@ def run_distill(args) -> int:
 
 
 def run_speed_cmd(args) -> int:
-    from clock_distill.evaluation.speed_bench import SpeedSettings, run_speed, speed_markdown
+    import torch
+
+    from clock_distill.evaluation.speed_bench import SpeedSettings, profile_peer_step, run_speed, speed_markdown
 
     kw = dict(threads=args.threads, device=args.device)
+    if args.profile_step:
+        torch.set_num_threads(args.threads)
+        print(profile_peer_step(args.profile_step, SpeedSettings(**kw)))
+        return 0
     if args.families:
         kw["families"] = tuple(args.families)
         kw["peer_families"] = tuple(f for f in args.families if f != "dino")  # DINO has no transformers peer
@@ -167,6 +174,8 @@ def main(argv=None) -> int:
     sp.add_argument("--results", type=Path, help="default benchmarks/results/quick (smoke: benchmarks/results/smoke)")
     sp.add_argument("--work", type=Path, help="--smoke's data folder, default output/bench/smoke")
     sp.add_argument("--readme", type=Path, help="also put speed.md into this file between <!-- results:speed --> markers")
+    sp.add_argument("--profile-step", choices=("deformable_detr", "dab_detr"),
+                    help="only print torch.profiler tables of ours' and the peer's train step (where the time goes)")
     d = sub.add_parser("distill", help="the distillation table, cell by cell")
     d.add_argument("--profile", default="quick", choices=("quick", "smoke", "full"))
     d.add_argument("--only", nargs="+", metavar="FAMILY/METHOD/SEED", help="run (again) only these cells")

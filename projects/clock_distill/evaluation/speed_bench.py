@@ -39,7 +39,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["SpeedSettings", "alternate", "run_speed", "speed_markdown", "FAMILIES"]
+__all__ = ["SpeedSettings", "alternate", "run_speed", "speed_markdown", "profile_peer_step", "FAMILIES"]
 
 REPO = Path(__file__).resolve().parents[3]
 FAMILIES = ("dab_detr", "deformable_detr", "dino")
@@ -241,6 +241,41 @@ def peer_speed(family: str, s: SpeedSettings) -> Dict:
         # medians, so noisier than the ratios above).
         "without_backbone_ratio": {"train_step": _ratio_without(train, "backbone"), "inference": _ratio_without(infer, "backbone")},
     }
+
+
+def profile_peer_step(family: str, s: SpeedSettings, row_limit: int = 15) -> str:
+    """``torch.profiler`` tables (ops by self CPU time) of two train steps of ours and of the
+    peer, at :func:`peer_speed`'s config and batch, with the convolutions' share of each: where
+    the time goes, before any code is changed for speed."""
+    from detectron2.config import instantiate
+    from torch.profiler import ProfilerActivity, profile
+
+    from ..peers import PEER_BUILDERS, hf_inputs
+
+    path, overrides = PEER_CONFIGS[family]
+    cfg = load_config(path, overrides + s.overrides)
+    device = torch.device(s.device)
+    torch.manual_seed(0)
+    ours = instantiate(cfg.model).to(device)
+    peer = PEER_BUILDERS[family](ours).to(device)
+    batch = _to(train_batch(cfg, s.batch_size), device)
+    inputs, _ = hf_inputs(ours, batch, with_labels=True)
+    steps = {"ours": _step_fn(ours, _optimizer(cfg, ours), lambda: sum(ours(batch).values())),
+             "peer": _step_fn(peer, _optimizer(cfg, peer), lambda: peer(**inputs).loss)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    out = []
+    for name, step in steps.items():
+        for _ in range(max(1, s.warmup)):
+            step()
+        with profile(activities=activities) as prof:
+            step()
+            step()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
+        out.append(f"{name}: convolutions (forward and backward) {100 * conv / total:.1f}% of the self CPU time\n"
+                   + events.table(sort_by="self_cpu_time_total", row_limit=row_limit))
+    return "\n".join(out)
 
 
 def msda_speed(s: SpeedSettings) -> Dict:
