@@ -188,11 +188,12 @@ def _eval_fn(model, batch) -> Callable[[], None]:
 
 
 # ----------------------------------------------------------------------------- the parts
-def peer_speed(family: str, s: SpeedSettings) -> Dict:
-    """Ours against the transformers peer: train step and inference per image (ratios ours/peer)."""
+def _peer_pair(family: str, s: SpeedSettings):
+    """Ours at ``PEER_CONFIGS[family]`` and its transformers peer, one train batch, and a train
+    step of each: ``(cfg, device, ours, peer, batch, {"ours": step, "peer": step})``."""
     from detectron2.config import instantiate
 
-    from ..peers import PEER_BUILDERS, HFDetector, hf_inputs
+    from ..peers import PEER_BUILDERS, hf_inputs
 
     path, overrides = PEER_CONFIGS[family]
     cfg = load_config(path, overrides + s.overrides)
@@ -201,9 +202,19 @@ def peer_speed(family: str, s: SpeedSettings) -> Dict:
     ours = instantiate(cfg.model).to(device)
     peer = PEER_BUILDERS[family](ours).to(device)
     batch = _to(train_batch(cfg, s.batch_size), device)
-    opt_ours, opt_peer = _optimizer(cfg, ours), _optimizer(cfg, peer)
+    # The peer's inputs are made once, outside the timing: ours also gets its tensors ready-made.
     inputs, _ = hf_inputs(ours, batch, with_labels=True)
+    steps = {"ours": _step_fn(ours, _optimizer(cfg, ours), lambda: sum(ours(batch).values())),
+             "peer": _step_fn(peer, _optimizer(cfg, peer), lambda: peer(**inputs).loss)}
+    return cfg, device, ours, peer, batch, steps
 
+
+def peer_speed(family: str, s: SpeedSettings) -> Dict:
+    """Ours against the transformers peer: train step and inference per image (ratios ours/peer)."""
+    from ..peers import HFDetector
+
+    cfg, device, ours, peer, batch, steps = _peer_pair(family, s)
+    path, overrides = PEER_CONFIGS[family]
     pixels = ours.preprocess_image(batch).tensor
 
     def backbone_step():
@@ -213,12 +224,7 @@ def peer_speed(family: str, s: SpeedSettings) -> Dict:
         sum(f.sum() for f in ours.backbone(pixels).values()).backward()
         ours.zero_grad(set_to_none=True)
 
-    train = alternate({
-        "ours": _step_fn(ours, opt_ours, lambda: sum(ours(batch).values())),
-        # The peer's inputs are made once, outside the timing: ours also gets its tensors ready-made.
-        "peer": _step_fn(peer, opt_peer, lambda: peer(**inputs).loss),
-        "backbone": backbone_step,
-    }, s.repeats, s.warmup, device)
+    train = alternate({**steps, "backbone": backbone_step}, s.repeats, s.warmup, device)
     image = _to(eval_images(cfg, 1), device)
     image_pixels = ours.preprocess_image(image).tensor
 
@@ -247,21 +253,9 @@ def profile_peer_step(family: str, s: SpeedSettings, row_limit: int = 15) -> str
     """``torch.profiler`` tables (ops by self CPU time) of two train steps of ours and of the
     peer, at :func:`peer_speed`'s config and batch, with the convolutions' share of each: where
     the time goes, before any code is changed for speed."""
-    from detectron2.config import instantiate
     from torch.profiler import ProfilerActivity, profile
 
-    from ..peers import PEER_BUILDERS, hf_inputs
-
-    path, overrides = PEER_CONFIGS[family]
-    cfg = load_config(path, overrides + s.overrides)
-    device = torch.device(s.device)
-    torch.manual_seed(0)
-    ours = instantiate(cfg.model).to(device)
-    peer = PEER_BUILDERS[family](ours).to(device)
-    batch = _to(train_batch(cfg, s.batch_size), device)
-    inputs, _ = hf_inputs(ours, batch, with_labels=True)
-    steps = {"ours": _step_fn(ours, _optimizer(cfg, ours), lambda: sum(ours(batch).values())),
-             "peer": _step_fn(peer, _optimizer(cfg, peer), lambda: peer(**inputs).loss)}
+    _, device, _, _, _, steps = _peer_pair(family, s)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     out = []
     for name, step in steps.items():
