@@ -147,3 +147,20 @@ def test_a_cell_folder_of_another_config_is_set_aside_not_resumed(tmp_path):
     assert moved == tmp_path / "s1.stale-1" and (moved / "last_checkpoint").is_file()
     assert out.is_dir() and not any(out.iterdir())
     assert "config.yaml differs" in logs[0] and "s1.stale-1" in logs[0]
+
+
+def test_quick_cells_pin_detectron2s_loader_where_the_configs_resume_exactly(tmp_path):
+    """The synthetic configs train with the resumable loader; the `quick` table's cells keep
+    detectron2's, the one its first cells ran with (student and distiller, teacher data too)."""
+    from clock_distill.evaluation.distill_bench import cell_command, resolved_config_yaml
+
+    quick = PROFILES["quick"]
+    for name in ("dino/student/1", "dino/clockdistill/1"):
+        cell = profile_cells(quick, [name])[0]
+        cmd = cell_command(cell, tmp_path, quick)
+        pinned = resolved_config_yaml(cmd, REPO)
+        as_configured = resolved_config_yaml(cmd[:cmd.index("--config-file") + 2], REPO)
+        assert "_target_: clock_distill.data.resumable.build_resumable_train_loader" in as_configured, name
+        assert "resumable" not in pinned, name
+        loaders = pinned.count("_target_: detectron2.data.build_detection_train_loader")
+        assert loaders == (1 if cell.method == "student" else 2), name  # the distiller's teacher_dataloader too

@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAME_SIZE = "dataloader.train.mapper.augmentation.1.short_edge_length=[192]"  # no padding differences between ranks
 COMMON = ["train.max_iter=3", "train.checkpointer.period=3", "train.eval_period=100", "train.seed=3",
           "train.init_checkpoint=", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
-          "dataloader.train.total_batch_size=2", "dataloader.train.mapper.augmentation.0.prob=0.0", SAME_SIZE,
-          "dataloader.train._target_=clock_distill.data.resumable.build_resumable_train_loader"]
+          "dataloader.train.total_batch_size=2", "dataloader.train.mapper.augmentation.0.prob=0.0", SAME_SIZE]
 
 
 def _run(config, out, data, *extra, timeout=600):

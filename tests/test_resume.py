@@ -15,14 +15,13 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-RESUMABLE = "dataloader.train._target_=clock_distill.data.resumable.build_resumable_train_loader"
 
 
 def _train(out, data, *extra):
     args = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", "configs/dino/dino_r18_kitti_synthetic.py",
             *extra, f"train.output_dir={out}", "train.max_iter=6", "train.checkpointer.period=3", "train.eval_period=3",
             "train.log_period=1", "train.seed=-1", "train.init_checkpoint=", "dataloader.train.num_workers=0",
-            "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2", RESUMABLE]
+            "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2"]
     env = dict(os.environ, DETECTRON2_DATASETS=str(data), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

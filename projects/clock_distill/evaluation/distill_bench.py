@@ -77,6 +77,16 @@ class Profile:
 
 
 _SEEDS3 = (1, 2, 3)
+# The `quick` cells train with detectron2's loader, not the synthetic configs' resumable one
+# (their default since the first cells ran), so that every cell of the table draws its batches
+# from one pipeline and its config.yaml is the one its finished cells ran with. The distillation
+# configs also keep the teacher's data config (``teacher_dataloader``), pinned alike.
+_D2_LOADER = "{}.train._target_=detectron2.data.build_detection_train_loader"
+
+
+def _with_d2_loader(methods: Dict[str, Tuple[str, Tuple[str, ...]]]) -> Dict[str, Tuple[str, Tuple[str, ...]]]:
+    return {m: (stem, extra + (() if m in ("teacher", "student") else (_D2_LOADER.format("teacher_dataloader"),)))
+            for m, (stem, extra) in methods.items()}
 PROFILES: Dict[str, Profile] = {
     # 2 CPU cores: every cell is the family's synthetic config as it is (1000 steps of 4 images,
     # pretrained R18 backbones), evaluated once at the end on val (400 images).
@@ -86,7 +96,9 @@ PROFILES: Dict[str, Profile] = {
         seeds={"teacher": (42,), "student": _SEEDS3, "clockdistill": _SEEDS3, "kd_detr": (1,),
                "lcmd_only": (1,), "tcld_only": (1,), "feature_kd": (1,)},
         config_pattern="configs/clock_distill/{family}_{stem}_kitti_synthetic.py",
-        overrides=("train.eval_period=1000000", "train.checkpointer.period=250", "train.checkpointer.max_to_keep=2"),
+        overrides=("train.eval_period=1000000", "train.checkpointer.period=250", "train.checkpointer.max_to_keep=2",
+                   _D2_LOADER.format("dataloader")),
+        methods=_with_d2_loader(_SYNTHETIC),
         description="synthetic KITTI (train 1000 / val 400, 640x192), 1000 steps of 4 images, R18 teacher -> R18x0.5 student",
     ),
     # A few iterations on a tiny set, for the test and a first look; never reported.
