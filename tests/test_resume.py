@@ -63,8 +63,8 @@ def test_resume_continues_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_a_fixed_seed_gives_the_same_losses_twice(tmp_path):
-    """train.seed=7 on CPU: two runs of DINO's synthetic config (detectron2's loader, two data
-    workers, denoising noise) log the same losses for 20 iterations."""
+    """train.seed=7 on CPU: two runs of DINO's synthetic config (its resumable loader with two
+    data workers, denoising noise) log the same losses for 20 iterations."""
     data = tmp_path / "datasets"
     subprocess.run([sys.executable, "-c", "from clock_distill.data.synthetic import generate_synthetic_kitti; "
                     f"generate_synthetic_kitti({str(data / 'kitti_synthetic')!r}, num_images=8, width=160, height=48)"],
