@@ -63,8 +63,8 @@ def test_resume_continues_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_a_fixed_seed_gives_the_same_losses_twice(tmp_path):
-    """train.seed=7 on CPU: two runs of DINO's synthetic config (its resumable loader with two
-    data workers, denoising noise) log the same losses for 20 iterations."""
+    """train.seed=7 on CPU: two runs of DINO's synthetic student config (its resumable loader
+    with two data workers, denoising noise) log the same losses for 20 iterations."""
     data = tmp_path / "datasets"
     subprocess.run([sys.executable, "-c", "from clock_distill.data.synthetic import generate_synthetic_kitti; "
                     f"generate_synthetic_kitti({str(data / 'kitti_synthetic')!r}, num_images=8, width=160, height=48)"],
@@ -73,8 +73,8 @@ def test_a_fixed_seed_gives_the_same_losses_twice(tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        subprocess.run([sys.executable, "tools/lazyconfig_train_net.py", "--config-file", "configs/dino/dino_r18_kitti_synthetic.py",
-                        f"train.output_dir={out}", "train.max_iter=20", "train.eval_period=100", "train.checkpointer.period=100",
+        subprocess.run([sys.executable, "tools/lazyconfig_train_net.py", "--config-file",
+                        "configs/clock_distill/dino_student_kitti_synthetic.py", f"train.output_dir={out}", "train.max_iter=20", "train.eval_period=100", "train.checkpointer.period=100",
                         "train.log_period=1", "train.seed=7", "train.init_checkpoint=", "dataloader.train.num_workers=2",
                         "dataloader.train.total_batch_size=2", "dataloader.test.num_workers=0"],
                        cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
