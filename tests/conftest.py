@@ -15,9 +15,10 @@ def synthetic_kitti(tmp_path_factory):
 # first so that they do not end the run alone (longest-first scheduling; xdist hands out files
 # in collection order), and each process keeps to one torch thread: two processes with two
 # threads each on 2 cores ran the learning tests 3x slower than one process alone.
-SLOWEST_FIRST = ("test_learning_dab_detr.py", "test_learning_dino.py", "test_learning_deformable_detr.py", "test_ddp_cpu.py",
-                 "test_resume.py", "test_distill_cli.py", "test_demo.py", "test_synthetic.py", "test_benchmark_speed.py", "test_configs.py",
-                 "test_bad_input.py", "test_benchmark_distill.py")
+SLOWEST_FIRST = ("test_learning_dab_detr.py", "test_learning_dino.py", "test_learning_deformable_detr.py",
+                 "test_ddp_cpu.py", "test_resume.py", "test_distill_cli.py", "test_demo.py",
+                 "test_synthetic.py", "test_benchmark_speed.py", "test_configs.py", "test_bad_input.py",
+                 "test_benchmark_distill.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
