@@ -30,9 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("teacher", "student", "clockdistill")
 NAMES = {"teacher": "teacher", "student": "student alone", "clockdistill": "distilled student"}
-# Rough seconds per step on 2 CPU cores (DINO's benchmark cells), for the first ETA only; every
-# finished stage replaces the guess by what it measured.
-GUESS_S_PER_ITER = {"teacher": 1.2, "student": 0.75, "clockdistill": 1.5}
+# Seconds per step on 2 idle CPU cores, evaluation included (the Deformable DETR demo's stages,
+# measured), for the first ETA only; every finished stage replaces the guess by what it measured.
+GUESS_S_PER_ITER = {"teacher": 2.0, "student": 0.8, "clockdistill": 1.3}
 
 
 # The first-use work inside a stage (synthetic data, stand-in backbone pretraining), shown on the

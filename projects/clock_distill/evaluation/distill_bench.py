@@ -87,6 +87,8 @@ _D2_LOADER = "{}.train._target_=detectron2.data.build_detection_train_loader"
 def _with_d2_loader(methods: Dict[str, Tuple[str, Tuple[str, ...]]]) -> Dict[str, Tuple[str, Tuple[str, ...]]]:
     return {m: (stem, extra + (() if m in ("teacher", "student") else (_D2_LOADER.format("teacher_dataloader"),)))
             for m, (stem, extra) in methods.items()}
+
+
 PROFILES: Dict[str, Profile] = {
     # 2 CPU cores: every cell is the family's synthetic config as it is (1000 steps of 4 images,
     # pretrained R18 backbones), evaluated once at the end on val (400 images).
