@@ -3,6 +3,7 @@ family feeds the decoder (anchors, mixed query selection, denoising groups), DAB
 refinement, DN losses without matching, and query-group isolation for both.
 Tiny models: R18-GN, D=32, 1 encoder and 2 decoder layers, 10 queries, images up to 64x160."""
 
+import dataclasses
 import math
 
 import pytest
@@ -422,3 +423,18 @@ def test_reference_options_of_dinos_code():
     losses = model(inputs)
     assert all(torch.isfinite(v) for v in losses.values())
     model.eval()
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-3])
+def test_inverse_sigmoid_eps_clamps_the_refined_references(eps):
+    """A reference on the image border (0) is refined from logit(eps): with the zero-initialized
+    box head (delta = 0), layer 0's box is exactly eps."""
+    torch.manual_seed(0)
+    model = tiny_dino(D, num_queries=Q, num_classes=C, dec_layers=NUM_DEC, inverse_sigmoid_eps=eps)
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode(model.preprocess_image(make_inputs()))
+        groups, _ = model.build_query_groups(enc, None)
+        border = dataclasses.replace(groups[0], reference=torch.zeros_like(groups[0].reference))
+        out = model.decode(enc, [border])[0]
+    torch.testing.assert_close(out.boxes[0], torch.full_like(out.boxes[0], eps), rtol=1e-3, atol=0)

@@ -156,6 +156,9 @@ class DETRBase(nn.Module):
         anchor_query_pos: positional queries come from the reference boxes at every layer,
             ``ref_point_head(sine(box))`` with an MLP (2D -> D -> D), for groups without ``pos``
             (DAB-DETR, DINO): see :meth:`query_pos`.
+        inverse_sigmoid_eps: the clamp of ``logit(ref)`` when a layer refines its references:
+            1e-5 as Deformable DETR's code; DINO's and detrex's use 1e-3, which keeps a box edge
+            at the image border from dominating the delta the next layer must predict.
     """
 
     def __init__(
@@ -182,9 +185,11 @@ class DETRBase(nn.Module):
         num_levels: Optional[int] = None,
         anchor_query_pos: bool = False,
         refine_from_normed: bool = True,
+        inverse_sigmoid_eps: float = 1e-5,
     ):
         super().__init__()
         self.refine_from_normed = refine_from_normed
+        self.inverse_sigmoid_eps = inverse_sigmoid_eps
         self.backbone = backbone
         self.neck = neck
         self.encoder = encoder
@@ -411,9 +416,10 @@ class DETRBase(nn.Module):
         delta = self.bbox_embed[layer_idx](hidden)
 
         def refine(ref: Tensor, d: Tensor = delta) -> Tensor:
+            logit = inverse_sigmoid(ref, self.inverse_sigmoid_eps)
             if ref.shape[-1] == 4:
-                return (d + inverse_sigmoid(ref)).sigmoid()
-            return torch.cat([d[..., :2] + inverse_sigmoid(ref), d[..., 2:]], -1).sigmoid()
+                return (d + logit).sigmoid()
+            return torch.cat([d[..., :2] + logit, d[..., 2:]], -1).sigmoid()
 
         boxes = refine(s["ref_grad"]) if self.look_forward_twice else refine(s["ref"])
         s["refs"].append(s["ref"])
