@@ -157,8 +157,8 @@ class DETRBase(nn.Module):
             ``ref_point_head(sine(box))`` with an MLP (2D -> D -> D), for groups without ``pos``
             (DAB-DETR, DINO): see :meth:`query_pos`.
         inverse_sigmoid_eps: the clamp of ``logit(ref)`` when a layer refines its references:
-            1e-5 as Deformable DETR's code; DINO's and detrex's use 1e-3, which keeps a box edge
-            at the image border from dominating the delta the next layer must predict.
+            1e-5 as Deformable DETR's code; DINO's and detrex's use 1e-3, which bounds the logit
+            of a reference at 0 or 1 by 6.9 instead of 11.5, so a later delta can still move it.
     """
 
     def __init__(
