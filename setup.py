@@ -18,5 +18,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"clock_distill": "projects/clock_distill"},
     packages=packages,
+    # The fused CPU deformable-attention kernel is compiled from source on first use.
+    package_data={"clock_distill.modeling.layers": ["csrc/*.cpp"]},
     install_requires=["torch", "torchvision", "numpy", "scipy"],
 )

@@ -49,5 +49,9 @@ def test_speed_smoke_writes_well_formed_json(tmp_path):
             assert {"train_step_ratio", "inference_ratio", "params_ours", "params_peer"} <= set(v)
             assert abs(v["params_ours"] / v["params_peer"] - 1) < 0.01  # matched within 1%
         assert r["msda_ratio"] > 0
+        # On the CPU ours is timed with the fused deformable-attention kernel as well.
+        assert r["msda_ratio"] == r["msda"]["ratio_cpu_kernel"] and r["msda"]["ratio"] > 0
+        k = r["peer"]["deformable_detr"]["cpu_kernel"]
+        assert k["train_step_ratio"] > 0 and k["inference_ratio"] > 0 and "cpu_kernel" not in r["peer"]["dab_detr"]
     md = (tmp_path / "res" / "speed.md").read_text()
     assert "Smoke run" in md and "DINO" in md

@@ -1,5 +1,6 @@
-"""Multi-scale deformable attention: the grid_sample implementation against a
-naive per-point bilinear loop, and the module's wiring and initialization."""
+"""Multi-scale deformable attention: both kernels (grid_sample, and the fused C++ kernel for
+the CPU, built here on first use) against a naive per-point bilinear loop, and the module's
+wiring and initialization."""
 
 import math
 
@@ -78,13 +79,17 @@ def make_inputs(seed=0, B=2, Q=3, M=2, D=3, P=3):
     return value, loc, weights
 
 
-def test_matches_naive_loop_forward_and_gradients():
+KERNELS = ["pytorch", "cpu"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matches_naive_loop_forward_and_gradients(kernel):
     value, loc, weights = make_inputs()
     shapes_t = torch.tensor(SHAPES, dtype=torch.long)
     inputs = [t.clone().requires_grad_(True) for t in (value, loc, weights)]
     ref_inputs = [t.clone().requires_grad_(True) for t in (value, loc, weights)]
 
-    out = multi_scale_deformable_attention(inputs[0], shapes_t, inputs[1], inputs[2])
+    out = multi_scale_deformable_attention(inputs[0], shapes_t, inputs[1], inputs[2], kernel)
     ref = naive_msda(ref_inputs[0], SHAPES, ref_inputs[1], ref_inputs[2])
     assert out.shape == (2, 3, 2 * 3)
     assert torch.allclose(out, ref, atol=1e-12, rtol=0)
@@ -103,25 +108,56 @@ def test_matches_naive_loop_forward_and_gradients():
     assert torch.all(grads[1][:, :, :, 0][far_l0] == 0)
 
 
-def test_gradcheck_generic_points():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradcheck_generic_points(kernel):
     g = torch.Generator().manual_seed(3)
     shapes = [(3, 4), (2, 2)]
     value = torch.randn(1, 16, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
     loc = (torch.rand(1, 2, 2, 2, 2, 2, dtype=torch.float64, generator=g) * 1.2 - 0.1).requires_grad_(True)
     w = torch.rand(1, 2, 2, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda v, l, a: multi_scale_deformable_attention(v, shapes, l, a), (value, loc, w)
+        lambda v, l, a: multi_scale_deformable_attention(v, shapes, l, a, kernel), (value, loc, w)
     )
 
 
-def test_pixel_centres_read_exact_values():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_pixel_centres_read_exact_values(kernel):
     # One level, one head: sampling at the centre of cell (i, j) returns that cell.
     h, w = 3, 5
     value = torch.arange(h * w, dtype=torch.float64).view(1, h * w, 1, 1)
     ii, jj = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     loc = torch.stack([(jj + 0.5) / w, (ii + 0.5) / h], -1).reshape(1, h * w, 1, 1, 1, 2)
-    out = multi_scale_deformable_attention(value, [(h, w)], loc, torch.ones(1, h * w, 1, 1, 1, dtype=torch.float64))
+    out = multi_scale_deformable_attention(value, [(h, w)], loc, torch.ones(1, h * w, 1, 1, 1, dtype=torch.float64), kernel)
     assert torch.allclose(out.view(-1), value.view(-1))
+
+
+def test_cpu_kernel_matches_pytorch_in_float32_at_encoder_shapes():
+    # 8 heads of 16 channels over 3 levels of a 192x640 image, every token a query, as the
+    # synthetic Deformable DETR's encoder; points spread past the borders, as trained offsets do.
+    g = torch.Generator().manual_seed(0)
+    shapes = [(24, 80), (12, 40), (6, 20)]
+    N = sum(h * w for h, w in shapes)
+    value = torch.randn(2, N, 8, 16, generator=g, requires_grad=True)
+    loc = (torch.rand(2, N, 8, 3, 4, 2, generator=g) * 1.2 - 0.1).requires_grad_(True)
+    w = torch.rand(2, N, 8, 3, 4, generator=g).requires_grad_(True)
+    outs, grads = [], []
+    for kernel in KERNELS:
+        out = multi_scale_deformable_attention(value, shapes, loc, w, kernel)
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), (value, loc, w)))
+    assert torch.allclose(outs[0], outs[1], atol=1e-4, rtol=1e-5)
+    for name, a, b in zip(("value", "sampling_locations", "attention_weights"), *grads):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-4), name
+
+
+def test_cpu_kernel_refuses_what_it_cannot_run():
+    value, loc, weights = make_inputs()
+    with pytest.raises(ValueError, match="kernel 'cpu' runs on the CPU, but value is on meta"):
+        multi_scale_deformable_attention(value.to("meta"), SHAPES, loc.to("meta"), weights.to("meta"), "cpu")
+    with pytest.raises(ValueError, match="float32 or float64, got torch.bfloat16"):
+        multi_scale_deformable_attention(value.bfloat16(), SHAPES, loc.bfloat16(), weights.bfloat16(), "cpu")
+    with pytest.raises(ValueError, match="unknown deformable-attention kernel 'cuda'"):
+        multi_scale_deformable_attention(value, SHAPES, loc, weights, "cuda")
 
 
 def test_shape_errors_name_the_shapes():
@@ -256,3 +292,53 @@ def test_module_input_errors():
         attn(**{**kw, "reference_points": torch.rand(2, 5, 2, 3)})
     with pytest.raises(ValueError, match="key_padding_mask"):
         attn(**kw, key_padding_mask=torch.zeros(2, 31, dtype=torch.bool))
+
+
+def _detection_inputs():
+    g = torch.Generator().manual_seed(0)
+    return [
+        {"image": torch.randint(0, 256, (3, 64, 96), generator=g, dtype=torch.uint8),
+         "target": {"labels": torch.tensor([0, 1]), "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.7, 0.6, 0.15, 0.25]])}},
+        {"image": torch.randint(0, 256, (3, 48, 80), generator=g, dtype=torch.uint8),
+         "target": {"labels": torch.tensor([2]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.3]])}},
+    ]
+
+
+@pytest.mark.parametrize("family", ["deformable_detr", "dino"])
+def test_model_msda_kernel_switches_every_layer_and_keeps_the_losses(family):
+    from helpers import tiny_deformable_detr, tiny_dino
+
+    build = {"deformable_detr": lambda **kw: tiny_deformable_detr(as_two_stage=True, with_box_refine=True, **kw),
+             "dino": tiny_dino}[family]
+    torch.manual_seed(0)
+    ref = build()
+    fused = build(msda_kernel="cpu")
+    fused.load_state_dict(ref.state_dict())
+    layers = [m for m in fused.modules() if isinstance(m, MultiScaleDeformableAttention)]
+    assert len(layers) == 3 and all(m.kernel == "cpu" for m in layers)  # 1 encoder + 2 decoder layers
+    results = []
+    for model in (ref, fused):
+        model.train()
+        torch.manual_seed(1)  # DINO's denoising noise
+        losses = model(_detection_inputs())
+        sum(losses.values()).backward()
+        results.append((losses, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (l_ref, g_ref), (l_fused, g_fused) = results
+    assert l_ref.keys() == l_fused.keys()
+    for k in l_ref:
+        assert torch.allclose(l_ref[k], l_fused[k], rtol=1e-4, atol=1e-5), k
+    assert g_ref.keys() == g_fused.keys()
+    for n in g_ref:
+        assert torch.allclose(g_ref[n], g_fused[n], rtol=1e-3, atol=1e-4), n
+    fused.set_msda_kernel("pytorch")
+    assert all(m.kernel == "pytorch" for m in layers)
+
+
+def test_model_msda_kernel_errors():
+    from helpers import tiny_dab_detr, tiny_deformable_detr
+
+    with pytest.raises(ValueError, match="msda_kernel='cpu', but DABDETR has no deformable attention"):
+        tiny_dab_detr(msda_kernel="cpu")
+    tiny_dab_detr(msda_kernel="pytorch")
+    with pytest.raises(ValueError, match="unknown deformable-attention kernel 'fast'"):
+        tiny_deformable_detr(msda_kernel="fast")

@@ -1,8 +1,10 @@
 """Multi-scale deformable attention (Zhu et al., "Deformable DETR", ICLR 2021).
 
-:func:`multi_scale_deformable_attention` is the pure-PyTorch computation; it is
-the reference that any fused kernel added later must match. It runs on every
-device and dtype that ``F.grid_sample`` supports, with autograd.
+:func:`multi_scale_deformable_attention` computes it with one of two kernels:
+``"pytorch"`` (the default: one ``F.grid_sample`` per level, then the weighted
+sum; every device and dtype that ``grid_sample`` supports) is the reference;
+``"cpu"`` is a fused C++ kernel for the CPU, built on first use
+(``ms_deform_attn_cpu``), which must match it.
 """
 
 import math
@@ -12,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["multi_scale_deformable_attention", "MultiScaleDeformableAttention"]
+__all__ = ["multi_scale_deformable_attention", "MultiScaleDeformableAttention", "MSDA_KERNELS", "check_msda_kernel"]
+
+MSDA_KERNELS = ("pytorch", "cpu")
 
 SpatialShapes = Union[Tensor, Sequence[Tuple[int, int]]]
 
@@ -32,11 +36,18 @@ def _shapes_as_list(spatial_shapes: SpatialShapes) -> List[Tuple[int, int]]:
     return shapes
 
 
+def check_msda_kernel(kernel: str) -> str:
+    if kernel not in MSDA_KERNELS:
+        raise ValueError(f"unknown deformable-attention kernel {kernel!r}; choose one of {list(MSDA_KERNELS)}")
+    return kernel
+
+
 def multi_scale_deformable_attention(
     value: Tensor,
     spatial_shapes: SpatialShapes,
     sampling_locations: Tensor,
     attention_weights: Tensor,
+    kernel: str = "pytorch",
 ) -> Tensor:
     """Weighted sum of bilinearly sampled values over levels and points.
 
@@ -52,6 +63,7 @@ def multi_scale_deformable_attention(
         spatial_shapes: (L, 2) integer tensor (or sequence) of (H_l, W_l).
         sampling_locations: (B, Q, heads, L, P, 2) normalized (x, y).
         attention_weights: (B, Q, heads, L, P); not normalized here.
+        kernel: ``"pytorch"`` or ``"cpu"`` (the fused CPU kernel; CPU tensors, float32/64).
 
     Returns:
         (B, Q, heads * head_dim), head-major channels (head h owns channels
@@ -81,6 +93,10 @@ def multi_scale_deformable_attention(
         raise ValueError(
             f"attention_weights must be (B, Q, heads, L, P) = {(B, Q, M, L, P)}, got {tuple(attention_weights.shape)}"
         )
+    if check_msda_kernel(kernel) == "cpu":
+        from .ms_deform_attn_cpu import ms_deform_attn_cpu
+
+        return ms_deform_attn_cpu(value, shapes, sampling_locations, attention_weights)
 
     value_per_level = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * sampling_locations - 1
@@ -120,6 +136,8 @@ class MultiScaleDeformableAttention(nn.Module):
         dropout: on the output.
         value_proj_ratio: width of the projected value relative to D (1.0 in
             Deformable DETR / DINO; smaller widths trade accuracy for speed).
+        kernel: ``"pytorch"`` or ``"cpu"``, see :func:`multi_scale_deformable_attention`; an
+            attribute, so a model can switch every layer (``model.msda_kernel``).
     """
 
     def __init__(
@@ -130,8 +148,10 @@ class MultiScaleDeformableAttention(nn.Module):
         num_points: int = 4,
         dropout: float = 0.0,
         value_proj_ratio: float = 1.0,
+        kernel: str = "pytorch",
     ):
         super().__init__()
+        self.kernel = check_msda_kernel(kernel)
         value_dim = int(embed_dim * value_proj_ratio)
         if value_dim <= 0 or value_dim % num_heads != 0:
             raise ValueError(
@@ -261,7 +281,7 @@ class MultiScaleDeformableAttention(nn.Module):
             sizes = reference_points[:, :, None, :, None, 2:]
             locations = centers + offsets / P * sizes * 0.5
 
-        out = multi_scale_deformable_attention(v, shapes, locations, weights)
+        out = multi_scale_deformable_attention(v, shapes, locations, weights, self.kernel)
         out = self.dropout(self.output_proj(out))
         if return_attention:
             return out, {"sampling_locations": locations.detach(), "attention_weights": weights.detach()}
@@ -270,5 +290,5 @@ class MultiScaleDeformableAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, num_levels={self.num_levels}, "
-            f"num_points={self.num_points}, value_dim={self.value_dim}"
+            f"num_points={self.num_points}, value_dim={self.value_dim}, kernel={self.kernel}"
         )
