@@ -15,6 +15,8 @@ is the default and runs everywhere, the GPU included.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Tuple
@@ -35,6 +37,10 @@ def load_cpu_kernel() -> None:
     # Apple's clang has no -fopenmp: the kernel then runs on one thread (torch's parallel_for
     # is header code that only forks when compiled with OpenMP).
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
+    if shutil.which("ninja") is None:
+        # torch runs `ninja` from PATH; requirements.txt installs it next to this interpreter,
+        # which is not on PATH when the venv is not activated (.venv/bin/python ...).
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
         load("clock_distill_msda_cpu", [str(SOURCE)], extra_cflags=["-O3", *openmp], extra_ldflags=openmp,
              is_python_module=False)
