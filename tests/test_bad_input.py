@@ -37,6 +37,10 @@ def test_override_keys_are_checked_against_the_config():
         "train.max_iter.x=1": "unknown config key in override 'train.max_iter.x=1': 'train.max_iter' is 1000, not a "
                               "group of keys, so 'train.max_iter.x' does not exist",
         "max_iter": "override 'max_iter' is not KEY=VALUE",
+        # The suggestion may be an argument the target takes that the config leaves out.
+        "model.inverse_sigmoid_epsilon=1e-3": "unknown config key in override 'model.inverse_sigmoid_epsilon=1e-3': "
+                                              "'model.inverse_sigmoid_epsilon' is not in the config, and DABDETR takes no "
+                                              "argument 'inverse_sigmoid_epsilon'; did you mean 'model.inverse_sigmoid_eps'?",
     }
     for override, message in cases.items():
         with pytest.raises(ConfigKeyError) as e:

@@ -68,8 +68,10 @@ def _target_arguments(target) -> Optional[Set[str]]:
     return {p.name for p in params if p.kind != p.VAR_POSITIONAL}
 
 
-def _problem(cfg, key: str) -> Optional[Tuple[str, bool]]:
-    """Why ``key`` cannot be overridden and whether a near key may be meant; None if it can."""
+def _problem(cfg, key: str) -> Optional[Tuple[str, bool, List[str]]]:
+    """Why ``key`` cannot be overridden, whether a near key may be meant, and keys the config
+    does not hold but could take (the arguments of the target that the key would go to); None
+    if it can."""
     node, parts = cfg, key.split(".")
     for i, part in enumerate(parts):
         here = ".".join(parts[: i + 1])
@@ -83,15 +85,17 @@ def _problem(cfg, key: str) -> Optional[Tuple[str, bool]]:
                     return None
                 target = node["_target_"]
                 name = target if isinstance(target, str) else getattr(target, "__qualname__", str(target))
-                return f"{here!r} is not in the config, and {name} takes no argument {part!r}", True
-            return f"{here!r} is not in the config", True
+                prefix = ".".join(parts[:i])
+                return (f"{here!r} is not in the config, and {name} takes no argument {part!r}", True,
+                        [f"{prefix}.{a}" if prefix else a for a in sorted(accepted)])
+            return f"{here!r} is not in the config", True, []
         if isinstance(node, ListConfig):
             if part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
                 continue
-            return f"{here!r}: {'.'.join(parts[:i])} is a list of {len(node)} items", False
+            return f"{here!r}: {'.'.join(parts[:i])} is a list of {len(node)} items", False, []
         parent = ".".join(parts[:i])
-        return f"{parent!r} is {node!r}, not a group of keys, so {here!r} does not exist", False
+        return f"{parent!r} is {node!r}, not a group of keys, so {here!r} does not exist", False, []
     return None
 
 
@@ -105,12 +109,12 @@ def check_overrides(cfg, overrides: Sequence[str]) -> None:
         found = _problem(cfg, key)
         if found is None:
             continue
-        problem, suggest = found
+        problem, suggest, arguments = found
         if not suggest:
             raise ConfigKeyError(f"unknown config key in override {o!r}: {problem}")
         keys = keys if keys is not None else config_keys(cfg)
         # A key's own prefix ("model" for "model.foo") is no suggestion.
-        candidates = [k for k in keys if not key.startswith(k + ".")]
+        candidates = [k for k in keys if not key.startswith(k + ".")] + [a for a in arguments if a not in keys]
         close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigKeyError(f"unknown config key in override {o!r}: {problem}{hint}")
