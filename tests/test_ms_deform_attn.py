@@ -156,6 +156,14 @@ def test_cpu_kernel_refuses_what_it_cannot_run():
         multi_scale_deformable_attention(value.to("meta"), SHAPES, loc.to("meta"), weights.to("meta"), "cpu")
     with pytest.raises(ValueError, match="float32 or float64, got torch.bfloat16"):
         multi_scale_deformable_attention(value.bfloat16(), SHAPES, loc.bfloat16(), weights.bfloat16(), "cpu")
+    # Locations that are NaN or far beyond any float-to-int cast read zero, as outside points do.
+    far = loc.clone()
+    far[0, 0, 0, 0, 0] = torch.tensor([float("nan"), 0.5])
+    far[0, 0, 0, 1, 0] = torch.tensor([1e30, -1e30])
+    out = multi_scale_deformable_attention(value, SHAPES, far, weights, "cpu")
+    near = loc.clone()
+    near[0, 0, 0, 0, 0] = near[0, 0, 0, 1, 0] = torch.tensor([5.0, 5.0])
+    assert torch.equal(out, multi_scale_deformable_attention(value, SHAPES, near, weights, "cpu"))
     with pytest.raises(ValueError, match="unknown deformable-attention kernel 'cuda'"):
         multi_scale_deformable_attention(value, SHAPES, loc, weights, "cuda")
 

@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import MLP, MultiScaleDeformableAttention, PositionEmbeddingSine, box_cxcywh_to_xyxy, get_sine_pos_embed, inverse_sigmoid
+from .layers import (
+    MLP,
+    MultiScaleDeformableAttention,
+    PositionEmbeddingSine,
+    box_cxcywh_to_xyxy,
+    get_sine_pos_embed,
+    inverse_sigmoid,
+)
 from .layers.ms_deform_attn import check_msda_kernel
 from .transformer import prediction_heads
 

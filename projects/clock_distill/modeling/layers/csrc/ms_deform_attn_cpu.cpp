@@ -31,6 +31,15 @@ inline Tap<scalar_t> make_tap(scalar_t x, scalar_t y, int64_t h, int64_t w) {
   const scalar_t gx = 2 * x - 1, gy = 2 * y - 1;
   const scalar_t ix = ((gx + 1) * static_cast<scalar_t>(w) - 1) / 2;
   const scalar_t iy = ((gy + 1) * static_cast<scalar_t>(h) - 1) / 2;
+  if (!(ix >= -1 && ix < w && iy >= -1 && iy < h)) {
+    // No corner inside the map (or a NaN location): the sample reads zero and has no
+    // gradient, and the floor below is never cast from an out-of-range float.
+    for (int c = 0; c < 4; ++c) {
+      t.offset[c] = -1;
+      t.w[c] = t.dwdx[c] = t.dwdy[c] = 0;
+    }
+    return t;
+  }
   const scalar_t x0f = std::floor(ix), y0f = std::floor(iy);
   const int64_t x0 = static_cast<int64_t>(x0f), y0 = static_cast<int64_t>(y0f);
   const scalar_t fx = ix - x0f, fy = iy - y0f;
