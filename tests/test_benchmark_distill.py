@@ -32,6 +32,10 @@ def test_smoke_profile_writes_cells_and_aggregate(tmp_path):
     assert cell["seed"] == 1 and cell["config"] == "configs/clock_distill/dino_clockdistill_kitti_synthetic.py"
     assert "model.teacher_weights=" in cell["command"] and "train.seed=1" in cell["command"]
     assert set(KEYS) <= set(cell["results"]) and all(0 <= v <= 100 for v in cell["results"].values())
+    # The distilled cell names the teacher checkpoint it loaded: the teacher cell's own.
+    teacher = json.loads((res / "cells" / "dino__teacher__s42.json").read_text())
+    assert len(teacher["weights_sha256"]) == 16 and cell["teacher_sha256"] == teacher["weights_sha256"]
+    assert "teacher_sha256" not in json.loads((res / "cells" / "dino__student__s1.json").read_text())
 
     summary = json.loads((res / "distill.json").read_text())
     assert summary["profile"] == "smoke"
@@ -126,6 +130,30 @@ def test_paired_gains_use_the_same_seeds_and_targets_wait_for_three_seeds():
     assert t["teacher_margin"] == 25.0 and t["teacher_at_least_5"] is True
     rows["clockdistill"] = _row((1, 2, 3), (45.0, 48.0, 51.0))  # same mean, std 3: the gain is noise
     assert judge_targets(rows)["gain_above_2_std"] is False
+
+
+def test_cells_from_different_teacher_checkpoints_are_flagged(tmp_path):
+    from clock_distill.evaluation.distill_bench import aggregate
+
+    def cell(method, seed, mAP, **extra):
+        rec = {"profile": "quick", "family": "dino", "method": method, "seed": seed, "wall_s": 60.0,
+               "sec_per_iter": 1.0, "commit": "abc", "machine": "m", "results": {k: mAP for k in KEYS}, **extra}
+        (tmp_path / "cells" / f"dino__{method}__s{seed}.json").write_text(json.dumps(rec))
+
+    (tmp_path / "cells").mkdir()
+    cell("teacher", 42, 60.0, weights_sha256="aaaa")
+    cell("student", 1, 40.0)
+    cell("clockdistill", 1, 44.0, teacher_sha256="aaaa")
+    summary = aggregate(PROFILES["quick"], tmp_path / "cells", tmp_path)
+    assert summary["distill"]["dino"]["clockdistill"]["teacher_sha256"] == ["aaaa"]
+    assert "More than one teacher" not in (tmp_path / "results.md").read_text()
+
+    # A teacher retrained on a new machine differs; the cells distilled from it say so.
+    cell("clockdistill", 2, 45.0, teacher_sha256="bbbb")
+    summary = aggregate(PROFILES["quick"], tmp_path / "cells", tmp_path)
+    assert summary["distill"]["dino"]["clockdistill"]["teacher_sha256"] == ["aaaa", "bbbb"]
+    md = (tmp_path / "results.md").read_text()
+    assert "More than one teacher" in md and "- dino: teacher aaaa; clockdistill aaaa, bbbb" in md
 
 
 def test_a_cell_folder_of_another_config_is_set_aside_not_resumed(tmp_path):

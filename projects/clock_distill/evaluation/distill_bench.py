@@ -10,6 +10,7 @@ cell's ``model_final.pth``. :func:`aggregate` turns the cells into ``distill.jso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -183,6 +184,17 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}"
 
 
+def weights_sha256(path: Path) -> str:
+    """The first 16 hex digits of a checkpoint's sha256: which teacher a cell distilled from.
+    Teacher checkpoints live outside git and are retrained on a new machine, and a retrained
+    teacher need not equal the first (the code may have changed since), so cells record it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def _teacher_weights(work: Path, profile: Profile, family: str) -> Path:
     return work / family / "teacher" / f"s{profile.teacher_seed}" / "model_final.pth"
 
@@ -285,6 +297,10 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
         "sec_per_iter": sec_per_iter(out), "results": read_results(out),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
+    if cell.method == "teacher":
+        record["weights_sha256"] = weights_sha256(out / "model_final.pth")
+    elif cell.method != "student":
+        record["teacher_sha256"] = weights_sha256(teacher)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{cell.file_stem}.json"
     tmp = path.with_name(path.name + ".tmp")
@@ -327,6 +343,9 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
             row["sec_per_iter"] = round(statistics.median(spi), 4) if spi else None
             row["wall_s"] = [r["wall_s"] for r in recs]
             row["commits"] = sorted({r["commit"] for r in recs})
+            teachers = {r.get("weights_sha256") or r.get("teacher_sha256") for r in recs} - {None}
+            if teachers:
+                row["teacher_sha256"] = sorted(teachers)
             table.setdefault(family, {})[method] = row
         rows = table.get(family, {})
         if "student" in rows:
@@ -386,8 +405,12 @@ def results_markdown(summary: dict) -> str:
         m = f"{m:+.2f}" if signed else f"{m:.2f}"
         return f"{m} ± {s:.2f}" if len(v) > 1 else m
 
-    verdicts = []
+    verdicts, teachers = [], []
     for family, rows in summary["distill"].items():
+        seen = sorted({h for r in rows.values() for h in r.get("teacher_sha256", ())})
+        if len(seen) > 1:
+            teachers.append(f"- {family}: " + "; ".join(f"{m} {', '.join(rows[m]['teacher_sha256'])}"
+                                                         for m in _row_order(rows) if rows[m].get("teacher_sha256")))
         base = statistics.fmean(rows["student"]["mAP_moderate_R40"]) if "student" in rows else None
         for method in _row_order(rows):
             r = rows[method]
@@ -400,6 +423,10 @@ def results_markdown(summary: dict) -> str:
                          f"{ms(r['Pedestrian_moderate_R40'])} | {ms(r['Cyclist_moderate_R40'])} | {spi} |")
         if family in summary.get("targets", {}):
             verdicts.append(f"- {family}: " + _verdict(summary["targets"][family]))
+    if teachers:
+        lines += ["", "More than one teacher checkpoint (sha256 of model_final.pth; the teacher row's own, "
+                  "or the one each distilled cell loaded; cells finished before this was recorded have none):",
+                  *teachers]
     if verdicts:
         lines += ["", "Targets (clockdistill against student; judged once both have 3 seeds):", *verdicts]
     return "\n".join(lines) + "\n"
