@@ -89,6 +89,13 @@ def test_tuning_cells_evaluate_on_tune_only():
                 "--tag", "w10", "--list", timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "dataloader.test.dataset.names=kitti_synthetic_tune model.memory_loss.weight=10" in ok.stdout
+    # A teacher runs on tune only when named: a teacher variant (here a longer schedule).
+    teacher = _bench("--profile", "quick", "--split", "tune", "--only", "dab_detr/teacher/42", "--set", "train.max_iter=4000",
+                     "--tag", "sched4k", "--list", timeout=120)
+    assert teacher.returncode == 0, teacher.stderr
+    assert "dab_detr/teacher/42" in teacher.stdout and "kitti_synthetic_tune train.max_iter=4000" in teacher.stdout
+    everything = _bench("--profile", "quick", "--split", "tune", "--list", timeout=120)
+    assert everything.returncode == 0 and "dino/student/1" in everything.stdout and "/teacher/" not in everything.stdout
 
 
 def test_readme_splice(tmp_path):
@@ -148,12 +155,30 @@ def test_cells_from_different_teacher_checkpoints_are_flagged(tmp_path):
     assert summary["distill"]["dino"]["clockdistill"]["teacher_sha256"] == ["aaaa"]
     assert "More than one teacher" not in (tmp_path / "results.md").read_text()
 
+    # A teacher variant (on tune) is no cell's teacher: its weights are its own, not flagged.
+    cell("teacher", 7, 61.0, weights_sha256="cccc", tag="sched4k")
+    summary = aggregate(PROFILES["quick"], tmp_path / "cells", tmp_path)
+    assert summary["distill"]["dino"]["teacher[sched4k]"]["weights_sha256"] == ["cccc"]
+    assert "More than one teacher" not in (tmp_path / "results.md").read_text()
+
     # A teacher retrained on a new machine differs; the cells distilled from it say so.
     cell("clockdistill", 2, 45.0, teacher_sha256="bbbb")
     summary = aggregate(PROFILES["quick"], tmp_path / "cells", tmp_path)
     assert summary["distill"]["dino"]["clockdistill"]["teacher_sha256"] == ["aaaa", "bbbb"]
     md = (tmp_path / "results.md").read_text()
     assert "More than one teacher" in md and "- dino: teacher aaaa; clockdistill aaaa, bbbb" in md
+
+
+def test_eval_curve_reads_every_evaluation_at_the_step_it_follows(tmp_path):
+    from clock_distill.evaluation.distill_bench import eval_curve
+
+    key = "kitti/mAP/moderate/AP_R40"
+    rows = [{"iteration": 499, key: 1.0}, {"iteration": 519, "total_loss": 3.0},
+            {"iteration": 999, key: 2.0},  # the run stopped after step 1000 and resumed from its checkpoint at 750
+            {"iteration": 999, key: 2.5}, {"iteration": 1499, key: 4.0}, {"iteration": 2000, key: 5.123456}]
+    (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert eval_curve(tmp_path) == [[500, 1.0], [1000, 2.5], [1500, 4.0], [2000, 5.1235]]
+    assert eval_curve(tmp_path / "missing") == []
 
 
 def test_a_cell_folder_of_another_config_is_set_aside_not_resumed(tmp_path):

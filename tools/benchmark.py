@@ -19,7 +19,9 @@ Writes RESULTS/speed.json and RESULTS/speed.md (--readme: also into the README).
 distill: the distillation table (clock_distill.evaluation.distill_bench).
 Tuning: --split tune [--set KEY=VALUE ... --tag NAME] runs the named cells evaluated on the tune
 split (never val) into RESULTS/tune/, e.g.
-    --split tune --only dino/clockdistill/1 --set model.memory_loss.weight=10 --tag lcmd_w10 Each cell (family /
+    --split tune --only dino/clockdistill/1 --set model.memory_loss.weight=10 --tag lcmd_w10
+Teachers run on tune only when --only names them (a teacher variant, e.g. a longer schedule with
+train.eval_period=1000: the cell records every evaluation in curve_mAP_moderate_R40). Each cell (family /
 method / seed) is one run of tools/lazyconfig_train_net.py; a finished cell writes
 RESULTS/cells/FAMILY__METHOD__sSEED.json and is skipped next time (--only recomputes the named
 cells); an interrupted cell resumes from its last checkpoint under WORK. Then RESULTS/distill.json
@@ -78,10 +80,11 @@ def run_distill(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.split == "tune":
-        # Tuning cells evaluate on tune and distill from the profile's own teacher cells.
+        # Tuning cells evaluate on tune and distill from the profile's own teacher cells. A
+        # teacher runs on tune only when named (--only): a teacher variant, e.g. a longer schedule.
         extra = (f"dataloader.test.dataset.names={args.test_dataset}", *args.set)
         cells = [dataclasses.replace(c, overrides=c.overrides + extra, tag=args.tag or "") for c in cells
-                 if c.method != "teacher"]
+                 if c.method != "teacher" or args.only]
     if args.list:
         for c in cells:
             done = (cells_dir / f"{c.file_stem}.json").exists()

@@ -269,6 +269,20 @@ def sec_per_iter(output_dir: Path) -> Optional[float]:
     return round(statistics.median(times), 4) if times else None
 
 
+def eval_curve(output_dir: Path, key: str = "kitti/mAP/moderate/AP_R40") -> List[List[float]]:
+    """``[[step, value], ...]``: every evaluation of the run in ``metrics.json`` (one at the end
+    for the table's cells; one every ``train.eval_period`` steps for a schedule variant)."""
+    path = output_dir / "metrics.json"
+    if not path.is_file():
+        return []
+    evals = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines())) if key in r]
+    # detectron2's EvalHook logs a periodic evaluation at the index of the step it follows (step
+    # - 1) and the final one, after training, at max_iter. A resumed run logs a step again: the
+    # last entry wins.
+    curve = {r["iteration"] + (i < len(evals) - 1): round(float(r[key]), 4) for i, r in enumerate(evals)}
+    return [[step, curve[step]] for step in sorted(curve)]
+
+
 def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path, env: Optional[dict] = None,
              log=print, teacher_work: Optional[Path] = None) -> dict:
     """Train and evaluate one cell; write and return its result JSON. ``teacher_work``: where
@@ -295,6 +309,7 @@ def run_cell(cell: Cell, profile: Profile, results: Path, work: Path, repo: Path
         "config": cell.config, "overrides": list(cell.overrides), "command": " ".join(["python", *cmd[1:]]),
         "commit": commit, "machine": machine(), "wall_s": round(wall, 1),
         "sec_per_iter": sec_per_iter(out), "results": read_results(out),
+        "curve_mAP_moderate_R40": eval_curve(out),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     if cell.method == "teacher":
@@ -345,7 +360,9 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
             row["commits"] = sorted({r["commit"] for r in recs})
             teachers = {r.get("weights_sha256") or r.get("teacher_sha256") for r in recs} - {None}
             if teachers:
-                row["teacher_sha256"] = sorted(teachers)
+                # A teacher variant on tune (``teacher[TAG]``) is no cell's teacher: its own
+                # weights are not listed among the family's teacher checkpoints.
+                row["weights_sha256" if method.startswith("teacher[") else "teacher_sha256"] = sorted(teachers)
             table.setdefault(family, {})[method] = row
         rows = table.get(family, {})
         if "student" in rows:
