@@ -167,16 +167,22 @@ def test_cells_from_different_teacher_checkpoints_are_flagged(tmp_path):
     assert "More than one teacher" in md and "- dino: teacher aaaa; clockdistill aaaa, bbbb" in md
 
 
-def test_eval_curve_reads_every_evaluation_at_the_step_it_follows(tmp_path):
-    from clock_distill.evaluation.distill_bench import eval_curve
+def test_eval_curve_and_sec_per_iter_read_one_metrics_file(tmp_path):
+    from clock_distill.evaluation.distill_bench import eval_curve, sec_per_iter
 
     key = "kitti/mAP/moderate/AP_R40"
-    rows = [{"iteration": 499, key: 1.0}, {"iteration": 519, "total_loss": 3.0},
+    rows = [{"iteration": 479, "time": 0.5}, {"iteration": 499, key: 1.0}, {"iteration": 519, "total_loss": 3.0, "time": 0.9},
+            {"iteration": 539, "time": 0.7},
             {"iteration": 999, key: 2.0},  # the run stopped after step 1000 and resumed from its checkpoint at 750
             {"iteration": 999, key: 2.5}, {"iteration": 1499, key: 4.0}, {"iteration": 2000, key: 5.123456}]
     (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert eval_curve(tmp_path) == [[500, 1.0], [1000, 2.5], [1500, 4.0], [2000, 5.1235]]
     assert eval_curve(tmp_path / "missing") == []
+    # The median of the logged windows; the evaluation rows carry no time.
+    assert sec_per_iter(tmp_path) == 0.7
+    # A finished cell always has metrics.json, so its absence is an error, not a missing number.
+    with pytest.raises(FileNotFoundError):
+        sec_per_iter(tmp_path / "missing")
 
 
 def test_a_cell_folder_of_another_config_is_set_aside_not_resumed(tmp_path):

@@ -265,19 +265,25 @@ def read_results(output_dir: Path) -> Dict[str, float]:
             for cls in (*CLASSES, "mAP") for level in ("easy", "moderate", "hard")}
 
 
+def _metrics_rows(output_dir: Path) -> List[dict]:
+    """The rows of detectron2's ``metrics.json`` (one JSON object per line) in ``output_dir``."""
+    path = output_dir / "metrics.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def sec_per_iter(output_dir: Path) -> Optional[float]:
-    rows = [json.loads(line) for line in (output_dir / "metrics.json").read_text().splitlines() if line.strip()]
-    times = [r["time"] for r in rows if "time" in r]
+    """The median of the logged s/iter windows (wall time between log lines, so pauses of the
+    process between windows do not count)."""
+    times = [r["time"] for r in _metrics_rows(output_dir) if "time" in r]
     return round(statistics.median(times), 4) if times else None
 
 
 def eval_curve(output_dir: Path, key: str = "kitti/mAP/moderate/AP_R40") -> List[List[float]]:
     """``[[step, value], ...]``: every evaluation of the run in ``metrics.json`` (one at the end
     for the table's cells; one every ``train.eval_period`` steps for a schedule variant)."""
-    path = output_dir / "metrics.json"
-    if not path.is_file():
+    if not (output_dir / "metrics.json").is_file():
         return []
-    evals = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines())) if key in r]
+    evals = [r for r in _metrics_rows(output_dir) if key in r]
     # detectron2's EvalHook logs a periodic evaluation at the index of the step it follows (step
     # - 1) and the final one, after training, at max_iter. A resumed run logs a step again: the
     # last entry wins.
