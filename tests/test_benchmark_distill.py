@@ -137,15 +137,47 @@ def test_paired_gains_use_the_same_seeds_and_targets_wait_for_three_seeds():
     assert judge_targets(rows)["gain_above_2_std"] is False
 
 
+def _cell_writer(cells: Path):
+    """``cell(method, seed, mAP, tag=..., **extra)`` writes a finished DINO cell of profile quick."""
+    cells.mkdir()
+
+    def cell(method, seed, mAP, tag="", **extra):
+        rec = {"profile": "quick", "family": "dino", "method": method, "tag": tag, "seed": seed, "wall_s": 60.0,
+               "sec_per_iter": 1.0, "commit": "abc", "machine": "m", "results": {k: mAP for k in KEYS}, **extra}
+        (cells / f"dino__{method}{'__' + tag if tag else ''}__s{seed}.json").write_text(json.dumps(rec))
+
+    return cell
+
+
+def test_a_variant_both_rows_ran_is_compared_with_its_own_student(tmp_path):
+    from clock_distill.evaluation.distill_bench import aggregate
+
+    cell = _cell_writer(tmp_path / "cells")
+    for seed, (s, s2k, c2k) in enumerate([(40.0, 50.0, 53.0), (42.0, 51.0, 55.0), (44.0, 52.0, 54.0)], start=1):
+        cell("student", seed, s)
+        cell("student", seed, s2k, tag="sched2k")
+        cell("clockdistill", seed, c2k, tag="sched2k")
+    cell("clockdistill", 1, 45.0, tag="lcmd_w100")  # a variant of the distillation only
+    rows = aggregate(PROFILES["quick"], tmp_path / "cells", tmp_path, split="tune")["distill"]["dino"]
+    # The longer schedule's distilled rows against the longer schedule's student, seed by seed.
+    assert rows["clockdistill[sched2k]"]["baseline"] == "student[sched2k]"
+    assert rows["clockdistill[sched2k]"]["paired_gain_moderate"] == {"seeds": [1, 2, 3], "gains": [3.0, 4.0, 2.0]}
+    assert rows["clockdistill[lcmd_w100]"]["baseline"] == "student"
+    assert rows["clockdistill[lcmd_w100]"]["paired_gain_moderate"]["gains"] == [5.0]
+    assert rows["student[sched2k]"]["baseline"] == "student"  # the variant of the student itself
+    summary = json.loads((tmp_path / "distill.json").read_text())
+    t = summary["targets"]["dino[sched2k]"]
+    assert t["gain"] == 3.0 and t["max_std"] == 1.0 and t["gain_above_2_std"] is True
+    assert "dino" not in summary["targets"]  # no plain clockdistill row
+    md = (tmp_path / "results.md").read_text()
+    assert "| dino | clockdistill[sched2k] | 3 | 54.00 ± 1.00 | +3.00 (vs student[sched2k]) | +3.00 ± 1.00 [1,2,3] |" in md
+    assert "- dino[sched2k]: gain +3.00 ≥ +2: met; gain > 2 × max std (2.00): met" in md
+
+
 def test_cells_from_different_teacher_checkpoints_are_flagged(tmp_path):
     from clock_distill.evaluation.distill_bench import aggregate
 
-    def cell(method, seed, mAP, **extra):
-        rec = {"profile": "quick", "family": "dino", "method": method, "seed": seed, "wall_s": 60.0,
-               "sec_per_iter": 1.0, "commit": "abc", "machine": "m", "results": {k: mAP for k in KEYS}, **extra}
-        (tmp_path / "cells" / f"dino__{method}__s{seed}.json").write_text(json.dumps(rec))
-
-    (tmp_path / "cells").mkdir()
+    cell = _cell_writer(tmp_path / "cells")
     cell("teacher", 42, 60.0, weights_sha256="aaaa")
     cell("student", 1, 40.0)
     cell("clockdistill", 1, 44.0, teacher_sha256="aaaa")

@@ -373,12 +373,18 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
                 row["weights_sha256" if method.startswith("teacher[") else "teacher_sha256"] = sorted(teachers)
             table.setdefault(family, {})[method] = row
         rows = table.get(family, {})
-        if "student" in rows:
-            for method, row in rows.items():
-                if method not in ("student", "teacher"):
-                    row["paired_gain_moderate"] = paired_gains(rows["student"], row)
-            if "clockdistill" in rows:
-                targets[family] = judge_targets(rows)
+        for method, row in rows.items():
+            base = baseline_row(rows, method)
+            if base:
+                row["baseline"] = base
+                row["paired_gain_moderate"] = paired_gains(rows[base], row)
+        if "student" in rows and "clockdistill" in rows:
+            targets[family] = judge_targets(rows)
+        # A variant of the whole recipe (say a longer schedule) run for both rows is judged too.
+        for tag in sorted({m[len("student["):-1] for m in rows if m.startswith("student[")}):
+            if f"clockdistill[{tag}]" in rows:
+                targets[f"{family}[{tag}]"] = judge_targets(
+                    {m: rows[f"{m}[{tag}]"] for m in ("student", "clockdistill", "kd_detr") if f"{m}[{tag}]" in rows})
     machines = sorted({r["machine"] for fam in by.values() for recs in fam.values() for r in recs})
     summary = {"profile": profile.name, "split": split, "description": profile.description, "machine": machines,
                "cpu_hours": round(sum(r["wall_s"] for fam in by.values() for recs in fam.values() for r in recs) / 3600, 2),
@@ -387,6 +393,18 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
     (out_dir / "distill.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / "results.md").write_text(results_markdown(summary))
     return summary
+
+
+def baseline_row(rows: dict, method: str) -> Optional[str]:
+    """The student row ``method`` is compared with: ``student[TAG]`` for ``METHOD[TAG]`` when the
+    student ran that variant too (a change of the recipe, such as the schedule, applies to both),
+    else ``student``; None for the student and teacher rows themselves or without a student."""
+    name, _, tag = method.partition("[")
+    if name == "teacher" or method == "student":
+        return None
+    if tag and name != "student" and f"student[{tag.rstrip(']')}]" in rows:
+        return f"student[{tag.rstrip(']')}]"
+    return "student" if "student" in rows else None
 
 
 def paired_gains(student: dict, row: dict) -> dict:
@@ -418,10 +436,12 @@ def judge_targets(rows: dict) -> dict:
 
 
 def results_markdown(summary: dict) -> str:
+    variants = any("[" in m for rows in summary["distill"].values() for m in rows)
     lines = [f"Profile `{summary['profile']}`: {summary['description']}.",
              f"Machine: {'; '.join(summary['machine']) or '-'}. Wall time of the cells so far: {summary['cpu_hours']} h.",
              f"KITTI AP_R40 on {summary.get('split', 'val')}, mean ± std over the seeds (n); gain = mean - the student's mean; "
-             "paired = mean ± std of (row - student) on the same seeds (same init and data order), seeds in brackets.", ""]
+             "paired = mean ± std of (row - student) on the same seeds (same init and data order), seeds in brackets"
+             + ("; a variant METHOD[TAG] is compared with student[TAG] where the student ran it too." if variants else "."), ""]
     head = "| family | method | n | mAP mod. | gain | paired | mAP easy | mAP hard | Car mod. | Ped. mod. | Cyc. mod. | s/iter |"
     lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -436,24 +456,27 @@ def results_markdown(summary: dict) -> str:
         if len(seen) > 1:
             teachers.append(f"- {family}: " + "; ".join(f"{m} {', '.join(rows[m]['teacher_sha256'])}"
                                                          for m in _row_order(rows) if rows[m].get("teacher_sha256")))
-        base = statistics.fmean(rows["student"]["mAP_moderate_R40"]) if "student" in rows else None
         for method in _row_order(rows):
             r = rows[method]
             pg = r.get("paired_gain_moderate")
             paired = f"{ms(pg['gains'], signed=True)} [{','.join(map(str, pg['seeds']))}]" if pg and pg["gains"] else ""
-            gain = "" if base is None or method in ("student", "teacher") else f"{statistics.fmean(r['mAP_moderate_R40']) - base:+.2f}"
+            base = r.get("baseline")
+            gain = f"{statistics.fmean(r['mAP_moderate_R40']) - statistics.fmean(rows[base]['mAP_moderate_R40']):+.2f}" if base else ""
+            if base and base != "student":
+                gain += f" (vs {base})"
             spi = f"{r['sec_per_iter']:.2f}" if r["sec_per_iter"] else "-"
             lines.append(f"| {family} | {method} | {len(r['seeds'])} | {ms(r['mAP_moderate_R40'])} | {gain} | {paired} | "
                          f"{ms(r['mAP_easy_R40'])} | {ms(r['mAP_hard_R40'])} | {ms(r['Car_moderate_R40'])} | "
                          f"{ms(r['Pedestrian_moderate_R40'])} | {ms(r['Cyclist_moderate_R40'])} | {spi} |")
-        if family in summary.get("targets", {}):
-            verdicts.append(f"- {family}: " + _verdict(summary["targets"][family]))
+        verdicts += [f"- {key}: " + _verdict(t) for key, t in summary.get("targets", {}).items()
+                     if key == family or key.startswith(family + "[")]
     if teachers:
         lines += ["", "More than one teacher checkpoint (sha256 of model_final.pth; the teacher row's own, "
                   "or the one each distilled cell loaded; cells finished before this was recorded have none):",
                   *teachers]
     if verdicts:
-        lines += ["", "Targets (clockdistill against student; judged once both have 3 seeds):", *verdicts]
+        lines += ["", "Targets (clockdistill against student" + (", FAMILY[TAG]: the variant both ran" if variants else "")
+                  + "; judged once both have 3 seeds):", *verdicts]
     return "\n".join(lines) + "\n"
 
 
