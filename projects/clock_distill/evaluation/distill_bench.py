@@ -272,8 +272,8 @@ def _metrics_rows(output_dir: Path) -> List[dict]:
 
 
 def sec_per_iter(output_dir: Path) -> Optional[float]:
-    """The median of the logged s/iter windows (wall time between log lines, so pauses of the
-    process between windows do not count)."""
+    """The median of the logged per-step times (detectron2's ``time``, averaged over each log
+    window): a pause inflates one window, not the median."""
     times = [r["time"] for r in _metrics_rows(output_dir) if "time" in r]
     return round(statistics.median(times), 4) if times else None
 
