@@ -341,6 +341,17 @@ KEYS = ("mAP_moderate_R40", "mAP_easy_R40", "mAP_hard_R40", "Car_moderate_R40", 
         "Cyclist_moderate_R40")
 
 
+def _row_name(method: str, tag: str = "") -> str:
+    """A table row: ``method``, or ``method[tag]`` for a tuning variant."""
+    return f"{method}[{tag}]" if tag else method
+
+
+def _split_row(row: str) -> Tuple[str, str]:
+    """``(method, tag)`` of a row name made by ``_row_name``."""
+    method, _, tag = row.partition("[")
+    return method, tag[:-1]
+
+
 def _row_order(rows) -> List[str]:
     """The methods in METHODS order, each followed by its tuning variants (``method[tag]``)."""
     return [r for m in METHODS for r in [m, *sorted(x for x in rows if x.startswith(m + "["))] if r in rows]
@@ -353,7 +364,7 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
         rec = json.loads(path.read_text())
         if rec.get("profile") != profile.name:
             continue
-        row = f"{rec['method']}[{rec['tag']}]" if rec.get("tag") else rec["method"]
+        row = _row_name(rec["method"], rec.get("tag", ""))
         by.setdefault(rec["family"], {}).setdefault(row, []).append(rec)
     table, targets = {}, {}
     for family in profile.families:
@@ -381,10 +392,10 @@ def aggregate(profile: Profile, cells_dir: Path, out_dir: Path, split: str = "va
         if "student" in rows and "clockdistill" in rows:
             targets[family] = judge_targets(rows)
         # A variant of the whole recipe (say a longer schedule) run for both rows is judged too.
-        for tag in sorted({m[len("student["):-1] for m in rows if m.startswith("student[")}):
-            if f"clockdistill[{tag}]" in rows:
-                targets[f"{family}[{tag}]"] = judge_targets(
-                    {m: rows[f"{m}[{tag}]"] for m in ("student", "clockdistill", "kd_detr") if f"{m}[{tag}]" in rows})
+        for tag in sorted({t for m, t in map(_split_row, rows) if m == "student" and t}):
+            if _row_name("clockdistill", tag) in rows:
+                targets[_row_name(family, tag)] = judge_targets({m: rows[_row_name(m, tag)] for m in ("student", "clockdistill", "kd_detr")
+                                                                 if _row_name(m, tag) in rows})
     machines = sorted({r["machine"] for fam in by.values() for recs in fam.values() for r in recs})
     summary = {"profile": profile.name, "split": split, "description": profile.description, "machine": machines,
                "cpu_hours": round(sum(r["wall_s"] for fam in by.values() for recs in fam.values() for r in recs) / 3600, 2),
@@ -399,11 +410,11 @@ def baseline_row(rows: dict, method: str) -> Optional[str]:
     """The student row ``method`` is compared with: ``student[TAG]`` for ``METHOD[TAG]`` when the
     student ran that variant too (a change of the recipe, such as the schedule, applies to both),
     else ``student``; None for the student and teacher rows themselves or without a student."""
-    name, _, tag = method.partition("[")
+    name, tag = _split_row(method)
     if name == "teacher" or method == "student":
         return None
-    if tag and name != "student" and f"student[{tag.rstrip(']')}]" in rows:
-        return f"student[{tag.rstrip(']')}]"
+    if tag and name != "student" and _row_name("student", tag) in rows:
+        return _row_name("student", tag)
     return "student" if "student" in rows else None
 
 
